@@ -1,0 +1,3 @@
+from meshctl.core.cli import main
+
+main()

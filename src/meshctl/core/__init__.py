@@ -1,0 +1,1 @@
+"""The meshctl core: hookspecs, plugin manager, topology, engine, transport, CLI."""

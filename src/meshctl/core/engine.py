@@ -1,0 +1,286 @@
+"""Plan and apply: facts in, commands out, per host, in parallel.
+
+Per host: one round trip reads the OS, one gathers every fact the operations
+declared, and (only when something differs) one runs the changes as a single
+script. A warm no-op provision therefore costs two round trips.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshctl.core import facts as F
+from meshctl.core.errors import MeshctlError
+from meshctl.core.ops import Change, Cmd, NoChange, Operation, OperationError
+from meshctl.core.plugins import MeshctlPlugins
+from meshctl.core.topology import Node, Topology
+from meshctl.core.transport import RemoteError, SSHOptions, TransportPool, UnreachableError
+from meshctl.core.types import NodeContext, OSFamily, OSRelease
+
+
+class PlanError(MeshctlError):
+    pass
+
+
+@dataclass
+class HostResult:
+    node: str
+    status: str = "ok"  # ok | changed | failed | unreachable
+    changes: list[Change] = field(default_factory=list)
+    unchanged: list[NoChange] = field(default_factory=list)
+    error: str | None = None
+    cause: str | None = None
+    failed_step: str | None = None
+    round_trips: int = 0
+    duration: float = 0.0
+    os: str = ""
+    applied: bool = False
+
+    @property
+    def changed(self) -> int:
+        return len(self.changes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "node": self.node,
+            "status": self.status,
+            "os": self.os,
+            "changed": self.changed,
+            "ok": len(self.unchanged),
+            "applied": self.applied,
+            "round_trips": self.round_trips,
+            "duration_s": round(self.duration, 3),
+            "error": self.error,
+            "cause": self.cause,
+            "failed_step": self.failed_step,
+            "changes": [
+                {
+                    "id": c.op.id,
+                    "description": c.op.description,
+                    "summary": c.summary,
+                    "secret": c.secret,
+                    "diff": None if c.secret else c.diff,
+                }
+                for c in self.changes
+            ],
+        }
+
+
+class Reporter:
+    """Progress callbacks; the CLI supplies a rich or plain implementation."""
+
+    def host_phase(self, node: str, phase: str) -> None: ...
+    def step(self, node: str, index: int, total: int, description: str) -> None: ...
+    def host_done(self, result: HostResult) -> None: ...
+
+
+def detect_os(plugins: MeshctlPlugins, release: OSRelease) -> OSFamily:
+    families = plugins.os_families()
+    matches = [f for f in families.values() if f.detect(release)]
+    if len(matches) == 1:
+        return matches[0]
+    what = release.pretty_name or f"{release.id} {release.version_id}".strip() or "unknown OS"
+    if not matches:
+        known = "; ".join(f"{f.name} ({f.supported or f.description})" for f in families.values())
+        raise PlanError(f"unsupported OS {what!r} (ID={release.id}, VERSION_ID={release.version_id}); "
+                        f"OS plugins available: {known or 'none'}")
+    raise PlanError(f"OS {what!r} is claimed by several OS plugins: {', '.join(f.name for f in matches)}")
+
+
+def build_operations(plugins: MeshctlPlugins, ctx: NodeContext) -> list[Operation]:
+    ctx.receptor_config = plugins.receptor_config(ctx)
+    ops = plugins.node_operations(ctx)
+    seen: dict[str, Operation] = {}
+    for op in ops:
+        if op.id in seen:
+            raise PlanError(f"two operations share the id {op.id!r} ({seen[op.id]} and {op})")
+        seen[op.id] = op
+    return ops
+
+
+def needed_facts(ops: Iterable[Operation], manager: str) -> list[F.Fact]:
+    return F.unique(f for op in ops for f in op.facts(manager))
+
+
+def plan_operations(ops: list[Operation], facts: dict[str, Any], manager: str) -> list[Change | NoChange]:
+    """Pure planning: each operation against the facts, in order, with triggers."""
+    changed: set[str] = set()
+    out: list[Change | NoChange] = []
+    for op in ops:
+        result = op.plan(facts, changed, manager)
+        out.append(result)
+        if isinstance(result, Change):
+            changed.add(op.id)
+            for target in op.notify:
+                changed.update((target, target + "#restart"))
+            for target in op.reload:
+                changed.update((target, target + "#reload"))
+    return out
+
+
+def render_apply_script(changes: list[Change], boundary: str) -> str:
+    """One POSIX sh script for all changes. Every command's stdin is /dev/null or its
+    own heredoc, so nothing reads the rest of the script; a failing command stops the
+    run and reports its step; a trap removes a half-written temporary file."""
+    lines = [
+        "set -u",
+        "_tmp=",
+        "trap 'if [ -n \"$_tmp\" ]; then rm -f \"$_tmp\"; fi' EXIT",
+        f"_fail() {{ printf '\\n%s fail %s %s\\n' '{boundary}' \"$1\" \"$2\"; exit 1; }}",
+    ]
+    for i, change in enumerate(changes):
+        lines.append(f"printf '%s step {i}\\n' '{boundary}'")
+        for cmd in change.commands:
+            lines.extend(_render_cmd(cmd, i, boundary))
+    lines.append(f"printf '%s done\\n' '{boundary}'")
+    return "\n".join(lines) + "\n"
+
+
+def _render_cmd(cmd: Cmd, step: int, boundary: str) -> list[str]:
+    if cmd.stdin is None:
+        if cmd.line.startswith("_tmp="):  # assignments must run in this shell
+            return [f"{cmd.line} || _fail {step} $?"]
+        return [f"{{ {cmd.line} ; }} </dev/null 2>&1 || _fail {step} $?"]
+    delim = f"MESHCTL_{boundary[-16:].upper()}_EOF"
+    body = cmd.stdin if cmd.stdin.endswith("\n") else cmd.stdin + "\n"
+    return [f"{{ {cmd.line} ; }} 2>&1 <<'{delim}' || _fail {step} $?", body.rstrip("\n"), delim]
+
+
+class Engine:
+    def __init__(
+        self,
+        topology: Topology,
+        plugins: MeshctlPlugins,
+        ssh: SSHOptions | None = None,
+        forks: int = 20,
+        options: dict[str, Any] | None = None,
+        reporter: Reporter | None = None,
+        debug: bool = False,
+    ):
+        self.topology = topology
+        self.plugins = plugins
+        self.ssh = ssh or SSHOptions()
+        self.forks = max(1, forks)
+        self.options = options or {}
+        self.reporter = reporter or Reporter()
+        self.debug = debug
+
+    # -- pure part (tests use it with recorded facts) -------------------------
+    def context(self, node: Node, release: OSRelease) -> NodeContext:
+        family = detect_os(self.plugins, release)
+        return NodeContext(node=node, topology=self.topology, os_release=release, os_family=family, options=self.options)
+
+    def plan_from_facts(self, node: Node, release: OSRelease, facts: dict[str, Any]) -> list[Change | NoChange]:
+        ctx = self.context(node, release)
+        ops = build_operations(self.plugins, ctx)
+        return plan_operations(ops, facts, ctx.os_family.package_manager)
+
+    # -- live part -------------------------------------------------------------
+    def run(self, nodes: list[Node], apply: bool) -> list[HostResult]:
+        pool = TransportPool(self.topology, self.ssh)
+        try:
+            with ThreadPoolExecutor(max_workers=min(self.forks, max(1, len(nodes)))) as ex:
+                futures = [ex.submit(self._host, pool, n, apply) for n in nodes]
+                return [f.result() for f in futures]
+        finally:
+            pool.close()
+
+    def _host(self, pool: TransportPool, node: Node, apply: bool) -> HostResult:
+        result = HostResult(node=node.name)
+        start = time.monotonic()
+        session = None
+        try:
+            self.reporter.host_phase(node.name, "connecting")
+            session = pool.session(node)
+            self.reporter.host_phase(node.name, "detecting OS")
+            rc, out = session.run(F.OS_SCRIPT, become=False, timeout=60)
+            release = F.parse_os(out)
+            result.os = release.pretty_name or release.id
+            ctx = self.context(node, release)
+            ops = build_operations(self.plugins, ctx)
+            manager = ctx.os_family.package_manager
+            fact_list = needed_facts(ops, manager)
+            self.reporter.host_phase(node.name, f"gathering {len(fact_list)} facts")
+            script, boundary = F.batch_script(fact_list)
+            rc, out = session.run(script, timeout=300)
+            try:
+                facts = F.parse_batch(fact_list, out, boundary)
+            except ValueError as exc:
+                raise RemoteError(f"fact gathering failed (exit {rc}): {_tail(out)}") from exc
+            planned = plan_operations(ops, facts, manager)
+            result.changes = [p for p in planned if isinstance(p, Change)]
+            result.unchanged = [p for p in planned if isinstance(p, NoChange)]
+            result.status = "changed" if result.changes else "ok"
+            if apply and result.changes:
+                self._apply(session, node, result)
+        except UnreachableError as exc:
+            result.status, result.cause, result.error = "unreachable", exc.cause, exc.detail
+        except (MeshctlError, OperationError) as exc:
+            result.status, result.error = "failed", str(exc)
+        except Exception as exc:  # one host's bug must not hide the others
+            result.status = "failed"
+            result.error = f"internal error: {type(exc).__name__}: {exc}"
+            if self.debug:
+                result.error += "\n" + traceback.format_exc()
+        finally:
+            result.round_trips = session.round_trips if session else 0
+            result.duration = time.monotonic() - start
+            self.reporter.host_done(result)
+        return result
+
+    def _apply(self, session: Any, node: Node, result: HostResult) -> None:
+        import secrets as _secrets
+
+        boundary = "@@meshctl-" + _secrets.token_hex(8)
+        changes = result.changes
+        script = render_apply_script(changes, boundary)
+        per_step: dict[int, list[str]] = {}
+        state = {"step": -1, "failed": None, "done": False}
+        total = len(changes)
+
+        def on_line(line: str) -> None:
+            if line.startswith(boundary + " "):
+                tag = line[len(boundary) + 1 :].split()
+                if tag[0] == "step":
+                    state["step"] = int(tag[1])
+                    self.reporter.step(node.name, state["step"] + 1, total, str(changes[state["step"]].op))
+                elif tag[0] == "fail":
+                    state["failed"] = (int(tag[1]), tag[2] if len(tag) > 2 else "?")
+                elif tag[0] == "done":
+                    state["done"] = True
+                return
+            per_step.setdefault(state["step"], []).append(line)
+
+        self.reporter.host_phase(node.name, f"applying {total} change(s)")
+        rc, _out = session.run(script, on_line=on_line, timeout=float(self.options.get("apply_timeout", 3600)))
+        result.applied = True
+        if state["failed"] is not None:
+            idx, code = state["failed"]
+            change = changes[idx]
+            result.status = "failed"
+            result.failed_step = str(change.op)
+            result.changes = changes[:idx]
+            out = "\n".join(per_step.get(idx, [])[-15:]).strip()
+            result.error = f"step {idx + 1}/{total} '{change.op}' ({change.summary}) failed with exit {code}" + (
+                f":\n{out}" if out else ""
+            )
+        elif not state["done"]:
+            result.status = "failed"
+            result.error = f"apply script ended early (exit {rc}): " + _tail("\n".join(per_step.get(state['step'], [])))
+
+
+def _tail(text: str, n: int = 10) -> str:
+    return "\n".join(text.strip().splitlines()[-n:])
+
+
+def shell_join(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in args)
+
+
+ProgressCallback = Callable[[str, str], None]

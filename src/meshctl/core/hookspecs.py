@@ -1,0 +1,147 @@
+"""Every hook meshctl calls. This module is the plugin author's reference.
+
+Implement hooks in a module or class decorated with :data:`hookimpl` and expose it
+through the ``meshctl`` entry-point group (see ``docs/plugins.md``). Hooks are
+called with keyword arguments; an implementation may accept any subset of them.
+Registration hooks receive a ``register`` callback: call it once per thing you
+provide. The core rejects duplicate names and names both plugins in the error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from meshctl.core.ops import Operation
+    from meshctl.core.topology import Topology
+    from meshctl.core.types import (
+        CertBackend,
+        Check,
+        NodeContext,
+        OSFamily,
+        RegistryCredentials,
+        Role,
+        TopologySection,
+    )
+
+PROJECT = "meshctl"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def meshctl_register_topology_sections(register: Callable[[TopologySection], None]) -> None:
+    """Contribute validated sections to mesh.yml.
+
+    Call ``register(TopologySection(name, model, scope))`` for each section. ``model``
+    is a pydantic model (use ``model_config = ConfigDict(extra="forbid")`` so typos are
+    reported). ``scope="mesh"`` adds a top-level key; ``scope="node"`` adds a key to
+    every node entry and to ``defaults``. Validation errors in your section are
+    reported with file:line:col like the core's own.
+    """
+
+
+@hookspec
+def meshctl_validate_topology(topology: Topology, report: Callable[..., None]) -> None:
+    """Check cross-field rules of a parsed topology that a model cannot express.
+
+    Call ``report(path, message, severity="error")`` for each problem, where
+    ``path`` is a tuple locating the offending value in the file, e.g.
+    ``("nodes", 2, "peers", 0)``. All reports are shown together; any error makes
+    validation fail before a host is touched.
+    """
+
+
+@hookspec
+def meshctl_register_roles(register: Callable[[Role], None]) -> None:
+    """Declare node roles (``role:`` in mesh.yml), e.g. ``execution`` or ``hop``.
+
+    A role's provisioning steps come from :func:`meshctl_node_operations` and its
+    receptor configuration from :func:`meshctl_receptor_config`.
+    """
+
+
+@hookspec
+def meshctl_register_os_families(register: Callable[[OSFamily], None]) -> None:
+    """Declare an OS family: its detection function and package manager.
+
+    OS detection: the core reads ``/etc/os-release`` on the host and asks each
+    registered family's ``detect(os_release)``; exactly one must accept, else the
+    host fails with an error naming its OS and the families that exist.
+    """
+
+
+@hookspec
+def meshctl_node_operations(ctx: NodeContext) -> Iterable[Operation] | None:
+    """Return the operations one node needs (OS provisioning steps, role steps...).
+
+    Called once per provisioned node after OS detection; every plugin contributes
+    and the lists are concatenated in plugin registration order (built-in plugins
+    first). OS plugins check ``ctx.os_family.name``; role plugins check
+    ``ctx.node.role``. Return ``None`` or an empty list when not concerned.
+    Operations must be idempotent: the core gathers their facts and only runs
+    what differs.
+    """
+
+
+@hookspec
+def meshctl_receptor_config(ctx: NodeContext) -> Iterable[dict[str, Any]] | None:
+    """Return receptor.conf sections this plugin adds for a node.
+
+    Each item is one list entry of receptor's v1 configuration format, e.g.
+    ``{"work-command": {...}}``. Called before :func:`meshctl_node_operations`;
+    the combined list is available to operations as ``ctx.receptor_config``.
+    """
+
+
+@hookspec
+def meshctl_register_cert_backends(register: Callable[[CertBackend], None]) -> None:
+    """Declare certificate backends, chosen by ``certificates.backend`` in mesh.yml.
+
+    ``CertBackend(name, factory, options_model)``: the factory builds the backend
+    from its validated options. Two plugins registering one name is an error.
+    """
+
+
+@hookspec(firstresult=True)
+def meshctl_registry_credentials(
+    registry: Any, node: Any
+) -> RegistryCredentials | None:
+    """Supply credentials for a container registry (first answer wins).
+
+    ``registry`` is the mesh.yml registry entry. Return
+    :class:`~meshctl.core.types.RegistryCredentials`, or ``None`` to let the next
+    plugin answer. Use this to read passwords from a secret store. This hook is
+    ``firstresult``: exactly one plugin answers for a given registry.
+    """
+
+
+@hookspec
+def meshctl_registry_files(ctx: NodeContext) -> Iterable[Operation] | None:
+    """Return operations that write registry files on a node (auth.json,
+    certs.d CA files, registries.conf.d drop-ins). Secrets go in file operations
+    marked ``secret=True`` so plans mask them."""
+
+
+@hookspec
+def meshctl_register_checks(register: Callable[[Check], None]) -> None:
+    """Declare verification checks run by ``meshctl verify`` against live nodes."""
+
+
+@hookspec
+def meshctl_cli_options(register: Callable[[str, click.Option], None]) -> None:
+    """Add options to meshctl commands: ``register("provision", click.Option([...]))``.
+
+    The parsed values reach plugins through ``NodeContext.options`` under the
+    option's ``name``.
+    """
+
+
+@hookspec
+def meshctl_register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``meshctl`` click group."""

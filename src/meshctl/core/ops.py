@@ -1,0 +1,385 @@
+"""Idempotent operations. Each declares the facts it needs and, given those facts,
+returns either a :class:`Change` (the commands to run) or a :class:`NoChange`
+with the reason. Nothing here talks to a host: plans are pure functions of facts.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import hashlib
+import posixpath
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshctl.core import facts as F
+
+
+@dataclass
+class Cmd:
+    """One shell command; ``stdin`` (a heredoc body) is how file content travels,
+    so secrets never appear on a command line (visible in ``ps``)."""
+
+    line: str
+    stdin: str | None = None
+
+
+@dataclass
+class Change:
+    op: Operation
+    summary: str
+    commands: list[Cmd]
+    diff: str | None = None
+
+    @property
+    def secret(self) -> bool:
+        return self.op.secret
+
+
+@dataclass
+class NoChange:
+    op: Operation
+    reason: str
+
+
+PlanResult = Change | NoChange
+
+
+class OperationError(Exception):
+    """An operation cannot be planned from these facts (e.g. a directory where a file
+    must go). Reported for that host only."""
+
+
+@dataclass
+class Operation:
+    """Base class. ``id`` is unique per host; ``notify`` lists service operation ids to
+    restart when this one changes, ``reload`` those to reload."""
+
+    id: str = ""
+    description: str = ""
+    notify: list[str] = field(default_factory=list, kw_only=True)
+    reload: list[str] = field(default_factory=list, kw_only=True)
+    secret: bool = field(default=False, kw_only=True)
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return []
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.description or self.id
+
+
+def _mode(value: str | int) -> int:
+    return value if isinstance(value, int) else int(str(value), 8)
+
+
+def _q(value: str) -> str:
+    return shlex.quote(value)
+
+
+def _attr_fixes(path: str, fact: dict[str, Any], mode: int, owner: str, group: str) -> tuple[list[str], list[Cmd]]:
+    notes, cmds = [], []
+    have_mode = int(fact.get("mode", "0"), 8)
+    if have_mode != mode:
+        notes.append(f"mode {have_mode:04o} -> {mode:04o}")
+        cmds.append(Cmd(f"chmod {mode:04o} {_q(path)}"))
+    if fact.get("owner") != owner or fact.get("group") != group:
+        notes.append(f"owner {fact.get('owner')}:{fact.get('group')} -> {owner}:{group}")
+        cmds.append(Cmd(f"chown {_q(owner)}:{_q(group)} {_q(path)}"))
+    return notes, cmds
+
+
+@dataclass
+class File(Operation):
+    """A file with exact content, mode and ownership, written atomically
+    (temporary file in the same directory, then rename)."""
+
+    path: str = ""
+    content: str | bytes = ""
+    mode: str | int = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"file:{self.path}"
+        self.description = self.description or self.path
+
+    @property
+    def data(self) -> bytes:
+        return self.content.encode() if isinstance(self.content, str) else self.content
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.file_fact(self.path, content=not self.secret)]
+
+    def write_commands(self) -> list[Cmd]:
+        d = posixpath.dirname(self.path) or "/"
+        body = base64.encodebytes(self.data).decode()
+        return [
+            Cmd(f"_tmp=$(mktemp {_q(d)}/.meshctl.XXXXXX)"),
+            Cmd('base64 -d > "$_tmp"', stdin=body),
+            Cmd(f'chown {_q(self.owner)}:{_q(self.group)} "$_tmp"'),
+            Cmd(f'chmod {_mode(self.mode):04o} "$_tmp"'),
+            Cmd(f'mv -f "$_tmp" {_q(self.path)}'),
+            Cmd("_tmp="),
+        ]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        fact = facts[f"file:{self.path}"]
+        kind = fact.get("kind")
+        if kind == "absent":
+            return Change(self, "create", self.write_commands(), diff=self._diff(b"", new=True))
+        if kind != "file":
+            raise OperationError(f"{self.path} exists but is a {kind}, not a regular file")
+        want = hashlib.sha256(self.data).hexdigest()
+        if fact.get("sha256") != want:
+            old = F.decode_content(fact)
+            return Change(self, "update content", self.write_commands(), diff=self._diff(old))
+        notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
+        if cmds:
+            return Change(self, ", ".join(notes), cmds)
+        return NoChange(self, "content, mode and owner match")
+
+    def _diff(self, old: bytes | None, new: bool = False) -> str | None:
+        if self.secret:
+            return None
+        if old is None:
+            return "(previous content not shown: file too large or unreadable)"
+        try:
+            a = old.decode().splitlines(keepends=True)
+            b = self.data.decode().splitlines(keepends=True)
+        except UnicodeDecodeError:
+            return "(binary content)"
+        return "".join(
+            difflib.unified_diff(a, b, "/dev/null" if new else self.path, self.path, n=2)
+        )
+
+
+@dataclass
+class Directory(Operation):
+    path: str = ""
+    mode: str | int = "0755"
+    owner: str = "root"
+    group: str = "root"
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"dir:{self.path}"
+        self.description = self.description or self.path + "/"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.file_fact(self.path, content=False)]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        fact = facts[f"file:{self.path}"]
+        kind = fact.get("kind")
+        p = _q(self.path)
+        if kind == "absent":
+            return Change(self, "create", [
+                Cmd(f"mkdir -p {p}"),
+                Cmd(f"chown {_q(self.owner)}:{_q(self.group)} {p}"),
+                Cmd(f"chmod {_mode(self.mode):04o} {p}"),
+            ])
+        if kind != "dir":
+            raise OperationError(f"{self.path} exists but is a {kind}, not a directory")
+        notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
+        if cmds:
+            return Change(self, ", ".join(notes), cmds)
+        return NoChange(self, "exists with mode and owner")
+
+
+@dataclass
+class Absent(Operation):
+    """A file or directory that must not exist (removal, cleanup of old layouts)."""
+
+    path: str = ""
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"absent:{self.path}"
+        self.description = self.description or f"{self.path} (absent)"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.file_fact(self.path, content=False)]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        if facts[f"file:{self.path}"].get("kind") == "absent":
+            return NoChange(self, "already absent")
+        return Change(self, "remove", [Cmd(f"rm -rf -- {_q(self.path)}")])
+
+
+@dataclass
+class Packages(Operation):
+    """System packages, installed with the host's package manager."""
+
+    names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.id = self.id or "packages:" + ",".join(self.names)
+        self.description = self.description or "packages " + " ".join(self.names)
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.package_fact(n, manager) for n in self.names]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        missing = [n for n in self.names if not facts[f"package:{manager}:{n}"].get("installed")]
+        if not missing:
+            return NoChange(self, "all installed")
+        names = " ".join(_q(n) for n in missing)
+        if manager == "apt":
+            env = "DEBIAN_FRONTEND=noninteractive"
+            install = f"{env} apt-get install -y -q --no-install-recommends {names}"
+            # A fresh host may have no package lists yet: update once, then retry.
+            cmd = f"{install} >/tmp/.meshctl-apt.log 2>&1 || {{ apt-get update -q && {install}; }}"
+        else:
+            cmd = f"dnf install -y -q {names}"
+        return Change(self, "install " + " ".join(missing), [Cmd(cmd)])
+
+
+@dataclass
+class Group(Operation):
+    name: str = ""
+    system: bool = True
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"group:{self.name}"
+        self.description = self.description or f"group {self.name}"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.group_fact(self.name)]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        if facts[f"group:{self.name}"].get("exists"):
+            return NoChange(self, "exists")
+        flag = "--system " if self.system else ""
+        return Change(self, "create", [Cmd(f"groupadd {flag}{_q(self.name)}")])
+
+
+@dataclass
+class User(Operation):
+    name: str = ""
+    group: str = ""
+    home: str = ""
+    shell: str = "/bin/bash"
+    system: bool = True
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"user:{self.name}"
+        self.description = self.description or f"user {self.name}"
+        self.home = self.home or f"/home/{self.name}"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.user_fact(self.name)]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        fact = facts[f"user:{self.name}"]
+        if not fact.get("exists"):
+            flags = ["--system"] if self.system else []
+            flags += ["--create-home", "--home-dir", self.home, "--shell", self.shell]
+            if self.group:
+                flags += ["--gid", self.group]
+            return Change(self, "create", [Cmd("useradd " + " ".join(_q(f) for f in flags) + " " + _q(self.name))])
+        fixes = []
+        if fact.get("home") != self.home:
+            fixes.append(("home", f"usermod --home {_q(self.home)} {_q(self.name)}"))
+        if fact.get("shell") != self.shell:
+            fixes.append(("shell", f"usermod --shell {_q(self.shell)} {_q(self.name)}"))
+        if fixes:
+            return Change(self, "fix " + ", ".join(k for k, _ in fixes), [Cmd(c) for _, c in fixes])
+        return NoChange(self, "exists with home and shell")
+
+
+@dataclass
+class Service(Operation):
+    """A systemd unit: enabled or not, started/stopped (``state=None`` leaves the
+    running state alone). Restarted when an operation naming it in ``notify``
+    changed, reloaded (``reload_command``) when only ``reload`` ones did."""
+
+    unit: str = ""
+    enabled: bool | None = True
+    state: str | None = "started"  # "started" | "stopped" | None
+    reload_command: str | None = None
+    #: Id of the operation writing the unit file: its change means daemon-reload.
+    unit_file_op: str | None = None
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"service:{self.unit}"
+        self.description = self.description or f"service {self.unit}"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.service_fact(self.unit)]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        fact = facts[f"service:{self.unit}"]
+        u = _q(self.unit)
+        cmds: list[Cmd] = []
+        notes: list[str] = []
+        restart = self.id in changed and "restart" in changed_reasons(changed, self.id)
+        reload = self.id in changed and not restart
+        if self.unit_file_op and self.unit_file_op in changed:
+            cmds.append(Cmd("systemctl daemon-reload"))
+            notes.append("daemon-reload")
+        enabled = fact.get("enabled", "")
+        if self.enabled is True and enabled != "enabled":
+            cmds.append(Cmd(f"systemctl enable {u}"))
+            notes.append("enable")
+        elif self.enabled is False and enabled == "enabled":
+            cmds.append(Cmd(f"systemctl disable {u}"))
+            notes.append("disable")
+        active = fact.get("active") == "active"
+        if self.state == "started":
+            if not active:
+                cmds.append(Cmd(f"systemctl start {u}"))
+                notes.append("start")
+            elif restart:
+                cmds.append(Cmd(f"systemctl restart {u}"))
+                notes.append("restart")
+            elif reload:
+                cmds.append(Cmd(self.reload_command or f"systemctl reload {u}"))
+                notes.append("reload")
+        elif self.state == "stopped" and active:
+            cmds.append(Cmd(f"systemctl stop {u}"))
+            notes.append("stop")
+        if not cmds:
+            return NoChange(self, f"{enabled or 'unknown'}, {fact.get('active') or 'unknown'}")
+        return Change(self, ", ".join(notes), cmds)
+
+
+def changed_reasons(changed: set[str], op_id: str) -> set[str]:
+    """Triggers are recorded as ``<op id>`` plus ``<op id>#restart`` or ``#reload``."""
+    return {c.split("#", 1)[1] for c in changed if c.startswith(op_id + "#")}
+
+
+@dataclass
+class Command(Operation):
+    """A command guarded by a fact: it runs only when ``creates`` does not exist,
+    ``unless`` fails, or an operation listing this one in ``notify`` changed."""
+
+    command: str = ""
+    creates: str | None = None
+    unless: str | None = None
+    only_when_notified: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.creates or self.unless or self.only_when_notified):
+            raise ValueError(f"command {self.command!r} needs a guard (creates, unless or only_when_notified)")
+        self.id = self.id or f"cmd:{self.command}"
+        self.description = self.description or self.command
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        out = []
+        if self.creates:
+            out.append(F.exists_fact(self.creates))
+        if self.unless:
+            out.append(F.command_fact(self.unless))
+        return out
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        notified = self.id in changed
+        if self.only_when_notified and not notified:
+            return NoChange(self, "not notified")
+        if self.creates and facts[f"exists:{self.creates}"]["rc"] == 0 and not notified:
+            return NoChange(self, f"{self.creates} exists")
+        if self.unless and facts[f"rc:{self.unless}"]["rc"] == 0 and not notified:
+            return NoChange(self, "guard holds")
+        return Change(self, "run" + (" (notified)" if notified else ""), [Cmd(self.command)])

@@ -1,0 +1,301 @@
+"""The plugin manager factory and the typed facade core code uses.
+
+Nothing is loaded at import time: call :func:`create_plugin_manager` to get a fresh
+manager (each test gets its own).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata as md
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from meshctl import __version__
+from meshctl.core import hookspecs
+from meshctl.core.errors import PluginError
+from meshctl.core.types import (
+    CertBackend,
+    Check,
+    NodeContext,
+    OSFamily,
+    Role,
+    TopologySection,
+)
+
+ENTRY_POINT_GROUP = "meshctl"
+DISABLE_AUTOLOAD_ENV = "MESHCTL_DISABLE_PLUGIN_AUTOLOAD"
+TRACE_ENV = "MESHCTL_TRACE_HOOKS"
+
+# Built-in plugins are plain modules registered exactly like third-party ones.
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "meshctl.plugins.os_debian",
+    "meshctl.plugins.os_rhel",
+    "meshctl.plugins.base_node",
+    "meshctl.plugins.execution_node",
+    "meshctl.plugins.hop_node",
+    "meshctl.plugins.cert_backends",
+    "meshctl.plugins.registry_auth",
+)
+
+
+@dataclass
+class PluginInfo:
+    name: str
+    distribution: str
+    version: str
+    hooks: list[str] = field(default_factory=list)
+    builtin: bool = False
+
+
+@dataclass
+class _Owned:
+    """A named registration and who made it, for duplicate messages."""
+
+    item: Any
+    plugin: str
+    distribution: str
+
+
+class MeshctlPlugins:
+    """Typed facade over the pluggy manager: core code calls these methods, never
+    ``pm.hook.*`` directly, and named registrations are collected once."""
+
+    def __init__(self, pm: pluggy.PluginManager, dists: dict[str, tuple[str, str]]):
+        self.pm = pm
+        self._dists = dists
+        self.load_warnings: list[str] = []
+        self._cache: dict[str, dict[str, _Owned]] = {}
+
+    # -- introspection -------------------------------------------------------
+    def plugin_name(self, plugin: object) -> str:
+        return self.pm.get_name(plugin) or repr(plugin)
+
+    def distribution_of(self, plugin_name: str) -> str:
+        dist, version = self._dists.get(plugin_name, ("?", "?"))
+        return f"{dist} {version}"
+
+    def list_plugins(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in self.pm.list_name_plugin():
+            if plugin is None:  # blocked
+                continue
+            dist, version = self._dists.get(name, ("?", "?"))
+            hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
+            infos.append(
+                PluginInfo(name, dist, version, hooks, builtin=name in _builtin_names())
+            )
+        return infos
+
+    # -- named registrations -------------------------------------------------
+    def _collect(self, hook_name: str, kind: str) -> dict[str, _Owned]:
+        if hook_name in self._cache:
+            return self._cache[hook_name]
+        found: dict[str, _Owned] = {}
+        caller = getattr(self.pm.hook, hook_name)
+        for impl in reversed(caller.get_hookimpls()):  # registration order
+            plugin_name = impl.plugin_name
+
+            def register(item: Any, _plugin: str = plugin_name) -> None:
+                name = item.name
+                if name in found:
+                    prev = found[name]
+                    raise PluginError(
+                        f"{kind} {name!r} is registered twice: by plugin {prev.plugin!r} "
+                        f"({prev.distribution}) and by plugin {_plugin!r} "
+                        f"({self.distribution_of(_plugin)})"
+                    )
+                found[name] = _Owned(item, _plugin, self.distribution_of(_plugin))
+
+            try:
+                impl.function(register=register)
+            except PluginError:
+                raise
+            except Exception as exc:  # a broken plugin must not look like a core bug
+                raise PluginError(
+                    f"plugin {plugin_name!r} ({self.distribution_of(plugin_name)}) failed "
+                    f"in {hook_name}: {exc}"
+                ) from exc
+        self._cache[hook_name] = found
+        return found
+
+    def roles(self) -> dict[str, Role]:
+        return {k: v.item for k, v in self._collect("meshctl_register_roles", "role").items()}
+
+    def os_families(self) -> dict[str, OSFamily]:
+        return {
+            k: v.item
+            for k, v in self._collect("meshctl_register_os_families", "OS family").items()
+        }
+
+    def cert_backends(self) -> dict[str, CertBackend]:
+        return {
+            k: v.item
+            for k, v in self._collect(
+                "meshctl_register_cert_backends", "certificate backend"
+            ).items()
+        }
+
+    def topology_sections(self) -> dict[str, TopologySection]:
+        return {
+            k: v.item
+            for k, v in self._collect(
+                "meshctl_register_topology_sections", "topology section"
+            ).items()
+        }
+
+    def checks(self) -> dict[str, Check]:
+        return {k: v.item for k, v in self._collect("meshctl_register_checks", "check").items()}
+
+    def owner(self, hook_name: str, name: str) -> str:
+        owned = self._cache.get(hook_name, {}).get(name)
+        return owned.plugin if owned else "?"
+
+    # -- per-node hooks ------------------------------------------------------
+    def validate_topology(self, topology: Any, report: Any) -> None:
+        self.pm.hook.meshctl_validate_topology(topology=topology, report=report)
+
+    def receptor_config(self, ctx: NodeContext) -> list[dict[str, Any]]:
+        return _flatten(
+            reversed(self.pm.hook.meshctl_receptor_config(ctx=ctx))
+        )
+
+    def node_operations(self, ctx: NodeContext) -> list[Any]:
+        ops = _flatten(reversed(self.pm.hook.meshctl_node_operations(ctx=ctx)))
+        ops += _flatten(reversed(self.pm.hook.meshctl_registry_files(ctx=ctx)))
+        return ops
+
+    def registry_credentials(self, registry: Any, node: Any) -> Any:
+        return self.pm.hook.meshctl_registry_credentials(registry=registry, node=node)
+
+    def cli_options(self) -> list[tuple[str, Any]]:
+        opts: list[tuple[str, Any]] = []
+        self.pm.hook.meshctl_cli_options(register=lambda cmd, opt: opts.append((cmd, opt)))
+        return opts
+
+    def register_commands(self, cli: Any) -> None:
+        self.pm.hook.meshctl_register_commands(cli=cli)
+
+
+def _flatten(results: Iterable[Any]) -> list[Any]:
+    out: list[Any] = []
+    for r in results:
+        if r:
+            out.extend(r)
+    return out
+
+
+def _builtin_names() -> set[str]:
+    return {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS}
+
+
+def parse_plugin_args(values: Iterable[str]) -> tuple[list[str], set[str]]:
+    """Split ``-p`` values into modules to load and names to block (``no:NAME``)."""
+    load, block = [], set()
+    for value in values:
+        for part in value.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.startswith("no:"):
+                block.add(part[3:])
+            else:
+                load.append(part)
+    return load, block
+
+
+def create_plugin_manager(
+    *,
+    load: Iterable[str] = (),
+    block: Iterable[str] = (),
+    autoload: bool | None = None,
+    builtins: bool = True,
+    extra: Iterable[tuple[str, object]] = (),
+) -> MeshctlPlugins:
+    """Build a fresh plugin manager.
+
+    ``block`` names plugins (built-in short names or entry-point names) not to load.
+    ``autoload`` defaults to on unless ``MESHCTL_DISABLE_PLUGIN_AUTOLOAD`` is set.
+    ``load`` imports extra plugin modules by dotted path (``-p package.module``).
+    ``extra`` registers already-built plugin objects (tests).
+    """
+    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm.add_hookspecs(hookspecs)
+    blocked = set(block)
+    dists: dict[str, tuple[str, str]] = {}
+    warnings: list[str] = []
+
+    def _register(obj: object, name: str, dist: tuple[str, str]) -> None:
+        if name in blocked:
+            return
+        if pm.get_plugin(name) is not None:
+            raise PluginError(
+                f"two plugins are named {name!r}: {dists[name][0]} and {dist[0]}"
+            )
+        pm.register(obj, name=name)
+        dists[name] = dist
+
+    for name in blocked:
+        pm.set_blocked(name)
+
+    if builtins:
+        for modname in BUILTIN_PLUGINS:
+            short = modname.rsplit(".", 1)[-1]
+            if short in blocked:
+                continue
+            _register(importlib.import_module(modname), short, ("meshctl", __version__))
+
+    if autoload is None:
+        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+    if autoload:
+        for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+            if ep.name in blocked:
+                continue
+            dist = (ep.dist.name, ep.dist.version) if ep.dist else ("?", "?")
+            try:
+                obj = ep.load()
+            except Exception as exc:
+                # A broken third-party plugin is reported, not fatal (conda's habit).
+                warnings.append(
+                    f"plugin {ep.name!r} from {dist[0]} {dist[1]} failed to load: {exc}"
+                )
+                continue
+            _register(obj, ep.name, dist)
+
+    for modname in load:
+        try:
+            obj: object = importlib.import_module(modname)
+        except ImportError as exc:
+            raise PluginError(f"cannot load plugin module {modname!r}: {exc}") from exc
+        _register(obj, modname, _dist_of_module(obj))
+
+    for name, obj in extra:
+        _register(obj, name, ("(in-process)", ""))
+
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
+
+    if os.environ.get(TRACE_ENV):
+        pm.trace.root.setwriter(lambda msg: os.write(2, msg.encode()))
+        pm.enable_tracing()
+
+    facade = MeshctlPlugins(pm, dists)
+    facade.load_warnings = warnings
+    return facade
+
+
+def _dist_of_module(module: ModuleType | object) -> tuple[str, str]:
+    top = getattr(module, "__name__", "").split(".", 1)[0]
+    for dist_name in md.packages_distributions().get(top, []):
+        try:
+            return dist_name, md.version(dist_name)
+        except md.PackageNotFoundError:
+            continue
+    return ("(local module)", "")

@@ -1,0 +1,338 @@
+"""SSH transport over Fabric: jump-host chains, strict host keys, sudo, and errors
+that name their cause for one host only.
+
+Scripts travel on the channel's stdin (never on a command line, where ``ps`` would
+show secrets) and run under ``sh -s``; output is streamed line by line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import paramiko
+from fabric import Config, Connection
+from paramiko.ssh_exception import NoValidConnectionsError
+
+from meshctl.core.errors import MeshctlError
+from meshctl.core.topology import Node, Topology
+
+
+class UnreachableError(MeshctlError):
+    """The host could not be reached or logged into; ``cause`` is one of
+    dns, refused, timeout, auth, hostkey-unknown, hostkey-changed, jump, ssh, become."""
+
+    def __init__(self, host: str, cause: str, detail: str):
+        self.host, self.cause, self.detail = host, cause, detail
+        super().__init__(f"{host}: {cause}: {detail}")
+
+
+class RemoteError(MeshctlError):
+    pass
+
+
+def default_known_hosts() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
+    return Path(base) / "meshctl" / "known_hosts"
+
+
+_known_hosts_lock = threading.Lock()
+
+
+class _UnknownHostKey(Exception):
+    def __init__(self, hostname: str, key: paramiko.PKey):
+        self.hostname, self.key = hostname, key
+
+
+class _RejectUnknown(paramiko.MissingHostKeyPolicy):
+    def missing_host_key(self, client, hostname, key):  # noqa: D401
+        raise _UnknownHostKey(hostname, key)
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """Like OpenSSH ``StrictHostKeyChecking=accept-new``: record unknown keys in
+    meshctl's known_hosts; a changed key still fails (paramiko raises BadHostKey)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key):
+        with _known_hosts_lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a", encoding="ascii") as fh:
+                fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            os.chmod(self.path, 0o600)
+        client.get_host_keys().add(hostname, key.get_name(), key)
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    import base64
+    import hashlib
+
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+@dataclass
+class SSHOptions:
+    known_hosts: Path = field(default_factory=default_known_hosts)
+    accept_new_host_keys: bool = False
+    ssh_config: Path | None = None
+    become_password: str | None = field(default=None, repr=False)
+    connect_timeout: float = 15.0
+
+
+class HostKeyStore:
+    """Host keys from ~/.ssh/known_hosts plus meshctl's own file, loaded once."""
+
+    def __init__(self, opts: SSHOptions):
+        self.opts = opts
+
+    def apply(self, client: paramiko.SSHClient) -> None:
+        with contextlib.suppress(OSError, paramiko.SSHException):
+            client.load_system_host_keys()
+        if self.opts.known_hosts.exists():
+            with _known_hosts_lock:
+                client.get_host_keys().load(str(self.opts.known_hosts))
+        policy = _AcceptNew(self.opts.known_hosts) if self.opts.accept_new_host_keys else _RejectUnknown()
+        client.set_missing_host_key_policy(policy)
+
+
+class Session:
+    """One node's SSH session. ``run`` counts round trips (remote commands)."""
+
+    def __init__(self, node: Node, conn: Connection, opts: SSHOptions, label: str):
+        self.node = node
+        self.conn = conn
+        self.opts = opts
+        self.label = label
+        self.round_trips = 0
+        self._lock = threading.Lock()
+
+    @property
+    def user(self) -> str:
+        return self.conn.user
+
+    def open(self) -> None:
+        with self._lock:
+            if self.conn.is_connected:
+                return
+            _open(self.conn, self.label)
+
+    def _wrap(self, become: bool) -> tuple[str, str]:
+        """The remote command and a stdin prefix for running a script under sh."""
+        if not become or self.user == "root":
+            return "sh -s", ""
+        if self.opts.become_password is None:
+            return "sudo -H -n sh -s", ""
+        # sudo -S reads the password line only when it needs one; the marker loop
+        # discards whatever is left of it so a password is never run as a command.
+        marker = "__meshctl_script__"
+        cmd = (
+            "sudo -H -S -p '' sh -c 'while IFS= read -r l; do "
+            f'[ "$l" = {marker} ] && break; done; exec sh -s\''
+        )
+        return cmd, f"{self.opts.become_password}\n{marker}\n"
+
+    def run(
+        self,
+        script: str,
+        *,
+        become: bool | None = None,
+        timeout: float = 1800.0,
+        on_line: Callable[[str], None] | None = None,
+    ) -> tuple[int, str]:
+        """Run ``script`` with ``sh -s`` (under sudo when becoming). Returns
+        (exit code, combined output). Bounded by ``timeout`` seconds."""
+        self.open()
+        if become is None:
+            become = self.node.ssh.become if self.node.ssh.become is not None else True
+        command, prefix = self._wrap(become)
+        self.round_trips += 1
+        transport = self.conn.transport
+        try:
+            chan = transport.open_session(timeout=self.opts.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise UnreachableError(self.label, "ssh", f"cannot open a session: {exc}") from None
+        chan.set_combine_stderr(True)
+        chan.settimeout(5.0)
+        chan.exec_command(command)
+        payload = (prefix + script).encode()
+
+        def feed() -> None:
+            try:
+                chan.sendall(payload)
+                chan.shutdown_write()
+            except (OSError, paramiko.SSHException):
+                pass
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        deadline = time.monotonic() + timeout
+        chunks: list[bytes] = []
+        pending = b""
+        while True:
+            if time.monotonic() > deadline:
+                chan.close()
+                raise RemoteError(f"{self.label}: remote command timed out after {timeout:.0f}s")
+            try:
+                data = chan.recv(65536)
+            except TimeoutError:
+                if chan.exit_status_ready() and not chan.recv_ready():
+                    break
+                continue
+            if not data:
+                break
+            chunks.append(data)
+            if on_line is not None:
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace"))
+        rc = chan.recv_exit_status()
+        chan.close()
+        feeder.join(timeout=5)
+        output = b"".join(chunks).decode("utf-8", "replace")
+        if become and self.user != "root" and rc == 1 and _sudo_refused(output):
+            raise UnreachableError(self.label, "become", _sudo_refused(output))
+        return rc, output
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+def _sudo_refused(output: str) -> str:
+    low = output.lower()
+    if "a password is required" in low or "a terminal is required" in low:
+        return "sudo needs a password (use --ask-become-pass, or NOPASSWD sudo)"
+    if "incorrect password" in low or "sorry, try again" in low:
+        return "sudo refused the become password"
+    if "is not in the sudoers file" in low or "not allowed to execute" in low:
+        return "the ssh user may not use sudo on this host"
+    return ""
+
+
+def _open(conn: Connection, label: str) -> None:
+    """Open ``conn`` (and its gateways), turning every failure into an
+    :class:`UnreachableError` with one cause."""
+    try:
+        conn.open()
+    except _UnknownHostKey as exc:
+        raise UnreachableError(
+            label,
+            "hostkey-unknown",
+            f"host key of {exc.hostname} is not known ({exc.key.get_name()} {fingerprint(exc.key)}); "
+            "verify it and add it to ~/.ssh/known_hosts, or rerun with --accept-new-host-keys",
+        ) from None
+    except paramiko.BadHostKeyException as exc:
+        raise UnreachableError(
+            label,
+            "hostkey-changed",
+            f"host key of {exc.hostname} CHANGED (now {fingerprint(exc.key)}, expected "
+            f"{fingerprint(exc.expected_key)}); refusing to connect. If the host was reinstalled, "
+            "remove the old key from known_hosts",
+        ) from None
+    except paramiko.AuthenticationException as exc:
+        raise UnreachableError(label, "auth", f"authentication failed for user {conn.user!r}: {exc}") from None
+    except socket.gaierror as exc:
+        raise UnreachableError(label, "dns", f"cannot resolve {conn.host!r}: {exc.strerror}") from None
+    except NoValidConnectionsError as exc:
+        raise UnreachableError(label, "refused", f"connection to {conn.host}:{conn.port} refused: {exc}") from None
+    except ConnectionRefusedError:
+        raise UnreachableError(label, "refused", f"connection to {conn.host}:{conn.port} refused") from None
+    except TimeoutError:
+        raise UnreachableError(label, "timeout", f"no answer from {conn.host}:{conn.port}") from None
+    except paramiko.ChannelException as exc:
+        gw = conn.gateway.host if isinstance(conn.gateway, Connection) else "?"
+        raise UnreachableError(
+            label, "jump", f"jump host {gw} could not connect to {conn.host}:{conn.port}: {exc.text}"
+        ) from None
+    except UnreachableError:
+        raise
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        raise UnreachableError(label, "ssh", f"{type(exc).__name__}: {exc}") from None
+
+
+class TransportPool:
+    """Builds one Fabric connection per node (and shares jump-host connections)."""
+
+    def __init__(self, topology: Topology, opts: SSHOptions):
+        self.topology = topology
+        self.opts = opts
+        self.keys = HostKeyStore(opts)
+        self._conns: dict[str, Connection] = {}
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self._gw_locks: dict[str, threading.Lock] = {}
+
+    def _config(self) -> Config:
+        overrides = {"load_ssh_configs": True}
+        if self.opts.ssh_config is not None:
+            return Config(runtime_ssh_path=str(self.opts.ssh_config), overrides=overrides)
+        return Config(overrides=overrides)
+
+    def _connection(self, node: Node) -> Connection:
+        if node.name in self._conns:
+            return self._conns[node.name]
+        gateway = None
+        if node.ssh.via:
+            gateway = self._connection(self.topology.node(node.ssh.via))
+        s = node.ssh
+        kwargs: dict = {}
+        if s.key:
+            kwargs["key_filename"] = [os.path.expanduser(s.key)]
+        conn = Connection(
+            host=node.ssh_host,
+            user=s.user,
+            port=s.port,
+            config=self._config(),
+            gateway=gateway,
+            connect_timeout=s.connect_timeout or self.opts.connect_timeout,
+            connect_kwargs=kwargs,
+        )
+        # Fabric builds clients with AutoAddPolicy (including for ProxyJump gateways
+        # from ssh_config); replace it on every hop of the chain.
+        hop: object = conn
+        while isinstance(hop, Connection):
+            self.keys.apply(hop.client)
+            hop = hop.gateway
+        self._conns[node.name] = conn
+        return conn
+
+    def session(self, node: Node) -> Session:
+        with self._lock:
+            if node.name not in self._sessions:
+                conn = self._connection(node)
+                chain = self.topology.via_chain(node)
+                label = node.name if not chain else f"{node.name} (via {' -> '.join(n.name for n in chain)})"
+                self._sessions[node.name] = Session(node, conn, self.opts, label)
+                for gw in chain:
+                    self._gw_locks.setdefault(gw.name, threading.Lock())
+            session = self._sessions[node.name]
+            chain = self.topology.via_chain(node)
+        # Open gateways one at a time so parallel hosts share one jump connection.
+        for gw in chain:
+            gconn = self._conns[gw.name]
+            with self._gw_locks[gw.name]:
+                if not gconn.is_connected:
+                    try:
+                        _open(gconn, gw.name)
+                    except UnreachableError as exc:
+                        raise UnreachableError(
+                            session.label, "jump", f"jump host {gw.name} unreachable: {exc.cause}: {exc.detail}"
+                        ) from None
+        return session
+
+    def close(self) -> None:
+        for s in self._sessions.values():
+            s.close()
+        for c in self._conns.values():
+            with contextlib.suppress(Exception):
+                c.close()

@@ -1,0 +1,156 @@
+"""Small typed records that plugins register with the core.
+
+Plugins never return these from hooks directly: registration hooks receive a
+``register`` callback, so the core owns naming, de-duplication and error messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+    from meshctl.core.ops import Operation
+    from meshctl.core.topology import Node, Topology
+
+
+@dataclass(frozen=True)
+class OSRelease:
+    """What ``/etc/os-release`` and ``uname -m`` say about a host."""
+
+    id: str
+    version_id: str = ""
+    id_like: tuple[str, ...] = ()
+    pretty_name: str = ""
+    arch: str = ""
+
+    @property
+    def major(self) -> str:
+        return self.version_id.split(".", 1)[0]
+
+    @classmethod
+    def parse(cls, text: str, arch: str = "") -> OSRelease:
+        values: dict[str, str] = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip()] = value.strip().strip('"').strip("'")
+        return cls(
+            id=values.get("ID", "").lower(),
+            version_id=values.get("VERSION_ID", ""),
+            id_like=tuple(values.get("ID_LIKE", "").lower().split()),
+            pretty_name=values.get("PRETTY_NAME", ""),
+            arch=arch,
+        )
+
+
+@dataclass(frozen=True)
+class OSFamily:
+    """An OS plugin's claim to a family of distributions.
+
+    ``detect`` returns True when the plugin supports the host; ``package_manager``
+    names the package fact/operation backend (``apt`` or ``dnf``).
+    """
+
+    name: str
+    detect: Callable[[OSRelease], bool]
+    package_manager: Literal["apt", "dnf"]
+    description: str = ""
+    supported: str = ""  # human list of releases, shown when detection fails
+
+
+@dataclass(frozen=True)
+class Role:
+    """A node role (``execution``, ``hop``, ``control``...).
+
+    ``runs_work``: the node may have a work-command and instance groups.
+    ``provisionable``: meshctl may provision nodes of this role over SSH.
+    """
+
+    name: str
+    runs_work: bool
+    provisionable: bool
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class CertBackend:
+    """A certificate backend, selected by ``certificates.backend`` in mesh.yml.
+
+    ``factory(options, context)`` returns the backend object; ``options_model``
+    (a pydantic model) validates ``certificates.options`` before any host is touched.
+    """
+
+    name: str
+    factory: Callable[..., Any]
+    options_model: type[BaseModel] | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class TopologySection:
+    """A plugin-owned section of mesh.yml, validated by a pydantic model.
+
+    ``scope`` is ``"mesh"`` for a top-level key or ``"node"`` for a key allowed on
+    every node entry (and under ``defaults``).
+    """
+
+    name: str
+    model: type[BaseModel]
+    scope: Literal["mesh", "node"] = "mesh"
+    description: str = ""
+
+
+@dataclass
+class CheckResult:
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Check:
+    """A verification check run against a provisioned node (``meshctl verify``).
+
+    ``run(ctx)`` returns a :class:`CheckResult`; ``roles`` limits it to those roles
+    (empty: all provisionable roles).
+    """
+
+    name: str
+    run: Callable[[NodeContext], CheckResult]
+    roles: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class RegistryCredentials:
+    """Credentials for one registry. ``password`` is a secret: never print it."""
+
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass
+class NodeContext:
+    """Everything a plugin needs to plan one node: the node, the whole topology,
+    the detected OS and the facts gathered so far. Plugins must treat it as read-only,
+    except ``receptor_config`` which role plugins extend."""
+
+    node: Node
+    topology: Topology
+    os_release: OSRelease
+    os_family: OSFamily
+    facts: Mapping[str, Any] = field(default_factory=dict)
+    receptor_config: list[dict[str, Any]] = field(default_factory=list)
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Filled by the executor when a check runs on a live host.
+    run: Callable[[str], tuple[int, str]] | None = None
+
+    def section(self, name: str, default: Any = None) -> Any:
+        """A plugin section of the topology by name (mesh scope)."""
+        return self.topology.sections.get(name, default)
+
+
+OperationList = Iterable["Operation"]

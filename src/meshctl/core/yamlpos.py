@@ -1,0 +1,116 @@
+"""YAML loading that remembers where every key and value came from.
+
+Validation errors must say FILE:LINE:COL, so we compose the YAML node graph with
+libyaml (fast enough for 5,000-node topologies), build plain Python objects and a
+map from value paths such as ``("nodes", 3, "peers", 0)`` to 1-based positions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from meshctl.core.errors import Diagnostic
+
+try:  # libyaml when available; the pure-Python loader gives the same marks
+    _Loader: type = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover
+    _Loader = yaml.SafeLoader
+
+Path = tuple[Hashable, ...]
+
+
+@dataclass
+class Located:
+    """Parsed data plus the positions of its values and keys."""
+
+    data: Any
+    file: str
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: Path, key: bool = False) -> tuple[int, int]:
+        """The closest known position for ``path`` (walking up to its parents)."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if not key and p in self.keys:
+                return self.keys[p]
+            p = p[:-1]
+        return self.values.get((), (1, 1))
+
+    def diag(self, path: Path, message: str, severity: str = "error", key: bool = False) -> Diagnostic:
+        line, col = self.position(path, key=key)
+        return Diagnostic(self.file, line, col, message, severity)
+
+
+def load(text: str, file: str) -> tuple[Located | None, list[Diagnostic]]:
+    """Parse ``text``; on a syntax error return no data and one located diagnostic."""
+    loc = Located(data=None, file=file)
+    diags: list[Diagnostic] = []
+    loader = _Loader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+            problem = exc.problem or "invalid YAML"
+            if exc.context:
+                problem = f"{exc.context}: {problem}"
+            return None, [Diagnostic(file, line, col, f"YAML syntax error: {problem}")]
+        except yaml.YAMLError as exc:
+            return None, [Diagnostic(file, 1, 1, f"YAML error: {exc}")]
+        if root is None:
+            loc.data = None
+            return loc, diags
+        loc.data = _build(root, (), loader, loc, diags)
+        return loc, diags
+    finally:
+        loader.dispose()
+
+
+def _mark(node: yaml.Node) -> tuple[int, int]:
+    return (node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+def _build(node: yaml.Node, path: Path, loader: Any, loc: Located, diags: list[Diagnostic]) -> Any:
+    loc.values[path] = _mark(node)
+    if isinstance(node, yaml.MappingNode):
+        own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
+        try:
+            loader.flatten_mapping(node)  # resolves "<<" merge keys
+        except yaml.MarkedYAMLError as exc:
+            diags.append(loc.diag(path, f"YAML error: {exc.problem}"))
+            return {}
+        out: dict[Any, Any] = {}
+        merged = len(node.value) - own  # merged pairs come first; own keys may override them
+        merged_keys: dict[Any, bool] = {}
+        for idx, (key_node, value_node) in enumerate(node.value):
+            key = loader.construct_object(key_node, deep=True)
+            if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
+                line, col = _mark(key_node)
+                diags.append(Diagnostic(loc.file, line, col, "mapping keys must be scalars"))
+                continue
+            if key in out and idx >= merged and merged_keys.get(key, False) is False:
+                line, col = _mark(key_node)
+                diags.append(Diagnostic(loc.file, line, col, f"duplicate key {key!r}"))
+                continue
+            merged_keys[key] = idx < merged
+            loc.keys[path + (key,)] = _mark(key_node)
+            out[key] = _build(value_node, path + (key,), loader, loc, diags)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [
+            _build(item, path + (i,), loader, loc, diags) for i, item in enumerate(node.value)
+        ]
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.MarkedYAMLError as exc:
+        diags.append(loc.diag(path, f"YAML error: {exc.problem}"))
+        return None

@@ -1,0 +1,112 @@
+"""What every provisioned node has: the service user, receptor's directories,
+limits, tmpfiles entry, receptor.conf (node id, control service, TLS, listener,
+peers) and the systemd unit. Also declares the unmanaged ``control`` and
+``hybrid`` roles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from meshctl.core import receptor as R
+from meshctl.core.hookspecs import hookimpl
+from meshctl.core.ops import Directory, File, Group, Service, User
+from meshctl.core.receptor import Octal
+from meshctl.core.topology import StrictModel
+from meshctl.core.types import NodeContext, Role, TopologySection
+
+
+class ReceptorSection(StrictModel):
+    """``receptor:`` in mesh.yml: how receptor runs on provisioned nodes."""
+
+    user: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    group: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    home: str = Field(default="/home/awx", pattern=r"^/")
+    log_level: str = Field(default="info", pattern=r"^(error|warning|info|debug)$")
+    start: bool = True
+    mintls13: bool = False
+
+
+def settings(ctx: NodeContext) -> ReceptorSection:
+    return ctx.section("receptor") or ReceptorSection()
+
+
+@hookimpl
+def meshctl_register_roles(register):
+    register(Role("control", runs_work=False, provisionable=False,
+                  description="the AWX/AAP controller; configured by AWX itself"))
+    register(Role("hybrid", runs_work=True, provisionable=False,
+                  description="control + execution (AAP VM installs); not provisioned by meshctl"))
+
+
+@hookimpl
+def meshctl_register_topology_sections(register):
+    register(TopologySection("receptor", ReceptorSection, scope="mesh",
+                             description="service user, log level, start policy"))
+
+
+@hookimpl
+def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
+    node, topo, s = ctx.node, ctx.topology, settings(ctx)
+    cert, key = R.node_cert(node.name), R.node_key(node.name)
+    sections: list[dict[str, Any]] = [
+        {"node": {"id": node.name}},
+        {"log-level": s.log_level},
+        {"control-service": {"service": "control", "filename": R.SOCKET,
+                             "permissions": Octal(0o660), "tls": "tls_server"}},
+        {"tls-server": {"name": "tls_server", "cert": cert, "key": key, "clientcas": R.CA_FILE,
+                        "requireclientcert": True, "mintls13": s.mintls13}},
+        {"tls-client": {"name": "tls_client", "cert": cert, "key": key, "rootcas": R.CA_FILE,
+                        "insecureskipverify": False, "mintls13": s.mintls13}},
+    ]
+    if node.listener is not None:
+        kind = "tcp-listener" if node.listener.protocol != "ws" else "ws-listener"
+        listener: dict[str, Any] = {"port": node.listener.port, "tls": "tls_server"}
+        if node.listener.bindaddr:
+            listener["bindaddr"] = node.listener.bindaddr
+        sections.append({kind: listener})
+    for peer_name in node.peers:
+        peer = topo.node(peer_name)
+        assert peer.listener is not None  # validation guarantees it
+        if peer.listener.protocol == "ws":
+            sections.append({"ws-peer": {"address": f"ws://{_hostport(peer.address, peer.listener.port)}",
+                                         "redial": True, "tls": "tls_client"}})
+        else:
+            sections.append({"tcp-peer": {"address": _hostport(peer.address, peer.listener.port),
+                                          "redial": True, "tls": "tls_client"}})
+    return sections
+
+
+def _hostport(host: str, port: int | None) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+@hookimpl
+def meshctl_node_operations(ctx: NodeContext):
+    if not ctx.node.managed:
+        return None
+    s = settings(ctx)
+    u, g = s.user, s.group
+    svc = f"service:{R.UNIT_NAME}"
+    unit = R.UNIT_TEMPLATE.format(user=u, group=g, binary=R.BINARY, config=R.CONF_FILE, log=R.LOG_FILE)
+    return [
+        Group(name=g),
+        User(name=u, group=g, home=s.home),
+        Directory(path=R.CONF_DIR, mode="0755", owner=u, group=g),
+        Directory(path=R.TLS_DIR, mode="0750", owner=u, group=g),
+        Directory(path=R.CA_DIR, mode="0750", owner=u, group=g),
+        Directory(path=R.LOG_DIR, mode="0755", owner=u, group=g),
+        File(path="/etc/security/limits.d/receptor.conf",
+             content=f"# Managed by meshctl.\n{u} soft nofile 4096\n{u} hard nofile 8192\n",
+             notify=[svc]),
+        File(path="/etc/tmpfiles.d/receptor.conf",
+             content=f"# Managed by meshctl.\nD {R.RUN_DIR} 0750 {u} {g} -\n"),
+        Directory(path=R.RUN_DIR, mode="0750", owner=u, group=g),
+        File(path=R.CONF_FILE, content=R.render_config(ctx.topology.mesh, ctx.receptor_config),
+             mode="0644", owner=u, group=g, reload=[svc]),
+        File(id="file:receptor-unit", path=R.UNIT_FILE, content=unit, notify=[svc]),
+        Service(unit=R.UNIT_NAME, enabled=True, state="started" if s.start else None,
+                reload_command=f"{R.RECEPTORCTL} --socket {R.SOCKET} reload",
+                unit_file_op="file:receptor-unit"),
+    ]
