@@ -1,0 +1,100 @@
+"""Validate + plan a generated 5,000-node topology (no SSH; recorded facts).
+
+Targets on a 2-core machine: <= 2 s for validate + plan, <= 300 MB peak RSS.
+Run: python benchmarks/bench_topology.py [--nodes N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from meshctl.core.engine import Engine, build_operations, needed_facts, plan_operations
+from meshctl.core.plugins import create_plugin_manager
+from meshctl.core.topology import load_topology
+from meshctl.core.types import OSRelease
+
+HERE = Path(__file__).resolve().parent
+FACTS = HERE.parent / "tests" / "data" / "facts" / "debian12-fresh.json"
+
+
+def generate(n: int) -> str:
+    hops = max(1, n // 100)
+    lines = [
+        "mesh: bench",
+        "defaults:",
+        "  ssh: {user: cloud-user, key: ~/.ssh/id_ed25519, become: true}",
+        "  listener: {port: 27199, protocol: tcp}",
+        "nodes:",
+        "  - name: awx-task",
+        "    role: control",
+        "    managed: false",
+        "    address: awx.example.com",
+    ]
+    for h in range(hops):
+        lines += [f"  - name: hop{h:03d}.example.com", "    role: hop", "    peers: [awx-task]",
+                  f"    ssh: {{host: 10.1.{h // 250}.{h % 250 + 1}}}"]
+    for i in range(n - hops - 1):
+        hop = f"hop{i % hops:03d}.example.com"
+        lines += [f"  - name: exec{i:05d}.example.com", "    role: execution", f"    peers: [{hop}]",
+                  f"    ssh: {{host: 10.2.{i // 250}.{i % 250 + 1}, via: {hop}}}",
+                  "    instance_groups: [bench]"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=5000)
+    args = ap.parse_args()
+    recorded = json.loads(FACTS.read_text())
+    release = OSRelease(**recorded["os_release"])
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "mesh.yml"
+        path.write_text(generate(args.nodes))
+        size = path.stat().st_size
+        t0 = time.perf_counter()
+        plugins = create_plugin_manager(autoload=False)
+        topo = load_topology(path, plugins)
+        t1 = time.perf_counter()
+        engine = Engine(topo, plugins)
+        changes = ops_total = 0
+        for node in topo.managed_nodes:
+            ctx = engine.context(node, release)
+            ops = build_operations(plugins, ctx)
+            manager = ctx.os_family.package_manager
+            facts = {f.key: recorded["facts"].get(f.key, {"kind": "absent"}) for f in needed_facts(ops, manager)}
+            for f in needed_facts(ops, manager):  # unknown non-file facts: as on a fresh host
+                if f.key not in recorded["facts"] and not f.key.startswith("file:"):
+                    facts[f.key] = _fresh(f.kind)
+            planned = plan_operations(ops, facts, manager)
+            ops_total += len(ops)
+            changes += sum(1 for p in planned if p.__class__.__name__ == "Change")
+        t2 = time.perf_counter()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    total = t2 - t0
+    print(f"topology: {len(topo.nodes)} nodes, {size / 1e6:.1f} MB of YAML")
+    print(f"validate: {t1 - t0:.3f} s")
+    print(f"plan:     {t2 - t1:.3f} s ({len(topo.managed_nodes)} nodes, {ops_total} operations, {changes} changes)")
+    print(f"total:    {total:.3f} s   (target <= 2.0 s)  {'OK' if total <= 2.0 else 'OVER'}")
+    print(f"peak RSS: {rss_mb:.0f} MB  (target <= 300 MB) {'OK' if rss_mb <= 300 else 'OVER'}")
+    return 0
+
+
+def _fresh(kind: str) -> dict:
+    return {
+        "passwd": {"exists": False},
+        "group": {"exists": False},
+        "service": {"enabled": "", "active": "inactive"},
+        "rc": {"rc": 1},
+        "package_apt": {"installed": False, "version": ""},
+        "package_dnf": {"installed": False, "version": ""},
+    }.get(kind, {})
+
+
+if __name__ == "__main__":
+    sys.exit(main())

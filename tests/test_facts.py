@@ -1,0 +1,87 @@
+"""The batched fact script, run for real by a local sh against real files."""
+
+from __future__ import annotations
+
+import grp
+import hashlib
+import os
+import pwd
+import subprocess
+
+from meshctl.core import facts as F
+
+
+def run_batch(facts):
+    script, boundary = F.batch_script(facts)
+    out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return F.parse_batch(facts, out.stdout, boundary)
+
+
+def test_file_facts(tmp_path):
+    f = tmp_path / "conf"
+    f.write_text("line one\nline two\n")
+    f.chmod(0o640)
+    d = tmp_path / "dir"
+    d.mkdir(mode=0o750)
+    d.chmod(0o750)
+    weird = tmp_path / "it's here"
+    weird.write_bytes(b"\x00\x01binary")
+    facts = [F.file_fact(str(f)), F.file_fact(str(d)), F.file_fact(str(tmp_path / "missing")),
+             F.file_fact(str(weird))]
+    got = run_batch(facts)
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    conf = got[f"file:{f}"]
+    assert conf["kind"] == "file" and conf["mode"] == "640" and conf["owner"] == me and conf["group"] == group
+    assert conf["sha256"] == hashlib.sha256(f.read_bytes()).hexdigest()
+    assert F.decode_content(conf) == f.read_bytes()
+    assert got[f"file:{d}"]["kind"] == "dir" and got[f"file:{d}"]["mode"] == "750"
+    assert got[f"file:{tmp_path / 'missing'}"] == {"kind": "absent"}
+    assert F.decode_content(got[f"file:{weird}"]) == b"\x00\x01binary"
+
+
+def test_large_file_is_hashed_not_transferred(tmp_path):
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (F.CONTENT_LIMIT + 1))
+    got = run_batch([F.file_fact(str(big))])[f"file:{big}"]
+    assert got["sha256"] == hashlib.sha256(big.read_bytes()).hexdigest()
+    assert "content_b64" not in got
+
+
+def test_output_that_looks_like_markers_does_not_confuse_the_parser(tmp_path):
+    tricky = tmp_path / "t"
+    tricky.write_text("@@meshctl-0000 rc 0\nkind=absent\n")
+    got = run_batch([F.file_fact(str(tricky)), F.command_fact("echo rc=7; exit 3")])
+    assert F.decode_content(got[f"file:{tricky}"]) == tricky.read_bytes()
+    assert got["rc:echo rc=7; exit 3"] == {"rc": 3}
+
+
+def test_users_groups_commands_exist():
+    got = run_batch([F.user_fact("root"), F.user_fact("no-such-user-xyz"), F.group_fact("root"),
+                     F.group_fact("no-such-group-xyz"), F.exists_fact("/"), F.exists_fact("/nope"),
+                     F.command_fact("true"), F.command_fact("false")])
+    assert got["user:root"]["exists"] and got["user:root"]["uid"] == 0
+    assert got["user:no-such-user-xyz"] == {"exists": False}
+    assert got["group:root"]["exists"] and got["group:root"]["gid"] == 0
+    assert got["group:no-such-group-xyz"] == {"exists": False}
+    assert got["exists:/"] == {"rc": 0} and got["exists:/nope"] == {"rc": 1}
+    assert got["rc:true"] == {"rc": 0} and got["rc:false"] == {"rc": 1}
+
+
+def test_apt_package_fact_on_this_machine():
+    got = run_batch([F.package_fact("coreutils", "apt"), F.package_fact("no-such-package-xyz", "apt")])
+    assert got["package:apt:coreutils"]["installed"] is True
+    assert got["package:apt:coreutils"]["version"]
+    assert got["package:apt:no-such-package-xyz"] == {"installed": False, "version": ""}
+
+
+def test_os_release_parsing():
+    text = 'NAME="Rocky Linux"\nVERSION_ID="9.4"\nID="rocky"\nID_LIKE="rhel centos fedora"\nPRETTY_NAME="Rocky Linux 9.4 (Blue Onyx)"\n'
+    rel = F.parse_os(text + "@@arch\nx86_64\n@@uid\n0\n")
+    assert (rel.id, rel.version_id, rel.major, rel.arch) == ("rocky", "9.4", "9", "x86_64")
+    assert rel.id_like == ("rhel", "centos", "fedora")
+
+
+def test_unique_never_fetches_content_someone_marked_secret():
+    facts = F.unique([F.file_fact("/etc/k"), F.file_fact("/etc/k", content=False), F.file_fact("/etc/k")])
+    assert len(facts) == 1 and facts[0].command.endswith(" 0")
