@@ -58,6 +58,8 @@ def _run_options(f: Callable) -> Callable:
         click.option("--ssh-config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                      default=None, help="OpenSSH client config to read instead of ~/.ssh/config."),
         click.option("--ask-become-pass", "-K", is_flag=True, help="Prompt for the sudo password."),
+        click.option("-v", "--verbose", "verbose", count=True, expose_value=True,
+                     help="More output (round trips, timings, steps)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -169,8 +171,9 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
     @click.option("--detailed", is_flag=True, help="Show full content of new files and unchanged items.")
     @click.pass_context
     def plan(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-             ask_become_pass, output, detailed, **plugin_opts) -> None:
+             ask_become_pass, verbose, output, detailed, **plugin_opts) -> None:
         """Show what provision would change on each node (reads facts, changes nothing)."""
+        ctx.obj.verbose += verbose
         ctx.meta["plugin_options"] = plugin_opts
         _execute(ctx.obj, ctx, False, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
                  ask_become_pass, output, detailed)
@@ -181,8 +184,9 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
     @_output_option
     @click.pass_context
     def provision(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-                  ask_become_pass, output, **plugin_opts) -> None:
+                  ask_become_pass, verbose, output, **plugin_opts) -> None:
         """Apply the topology: make every managed node match it."""
+        ctx.obj.verbose += verbose
         ctx.meta["plugin_options"] = plugin_opts
         _execute(ctx.obj, ctx, True, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
                  ask_become_pass, output)

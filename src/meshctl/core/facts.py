@@ -174,9 +174,13 @@ PARSERS = {
 
 
 def unique(facts: Iterable[Fact]) -> list[Fact]:
+    """One fact per key. When two operations ask for the same file, one with and one
+    without its content, the content is not fetched (it may be a secret)."""
     seen: dict[str, Fact] = {}
     for f in facts:
-        seen.setdefault(f.key, f)
+        prev = seen.get(f.key)
+        if prev is None or (f.kind == "file" and f.command.endswith(" 0")):
+            seen[f.key] = f
     return list(seen.values())
 
 

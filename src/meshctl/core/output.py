@@ -9,6 +9,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from meshctl.core.engine import HostResult, Reporter
@@ -107,7 +108,7 @@ def print_summary(console: Console, results: list[HostResult], verbose: bool, ti
         row = [r.node, f"[{style}]{r.status}[/]", str(len(r.unchanged)), str(r.changed)]
         if verbose:
             row += [str(r.round_trips), f"{r.duration:.1f}s"]
-        t.add_row(*row)
+        t.add_row(*(escape(x) if i == 0 else x for i, x in enumerate(row)))
     console.print(t)
     c = summary_counts(results)
     console.print(
@@ -117,7 +118,7 @@ def print_summary(console: Console, results: list[HostResult], verbose: bool, ti
     for r in results:
         if r.error:
             cause = f" [{r.cause}]" if r.cause else ""
-            console.print(f"[bold red]{r.node}{cause}:[/] {r.error}", markup=True, highlight=False)
+            console.print(f"[bold red]{escape(r.node + cause)}:[/] {escape(r.error)}", highlight=False)
 
 
 def describe_change(change: Change, detailed: bool) -> list[str]:

@@ -209,6 +209,19 @@ def parse_plugin_args(values: Iterable[str]) -> tuple[list[str], set[str]]:
     return load, block
 
 
+class _PluginManager(pluggy.PluginManager):
+    """Also treats undecorated ``meshctl_*`` functions as hook implementations, so
+    a misspelled hook name is rejected by ``check_pending`` instead of silently ignored."""
+
+    def parse_hookimpl_opts(self, plugin: object, name: str):  # type: ignore[override]
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith("meshctl_"):
+            method = getattr(plugin, name, None)
+            if callable(method) and not isinstance(method, type):
+                return {}
+        return opts
+
+
 def create_plugin_manager(
     *,
     load: Iterable[str] = (),
@@ -224,7 +237,7 @@ def create_plugin_manager(
     ``load`` imports extra plugin modules by dotted path (``-p package.module``).
     ``extra`` registers already-built plugin objects (tests).
     """
-    pm = pluggy.PluginManager(hookspecs.PROJECT)
+    pm = _PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     blocked = set(block)
     dists: dict[str, tuple[str, str]] = {}
@@ -277,10 +290,7 @@ def create_plugin_manager(
     for name, obj in extra:
         _register(obj, name, ("(in-process)", ""))
 
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        raise PluginError(f"plugin {exc.plugin!r}: {exc}") from exc
+    _reject_unknown_hooks(pm, dists)
 
     if os.environ.get(TRACE_ENV):
         pm.trace.root.setwriter(lambda msg: os.write(2, msg.encode()))
@@ -289,6 +299,26 @@ def create_plugin_manager(
     facade = MeshctlPlugins(pm, dists)
     facade.load_warnings = warnings
     return facade
+
+
+def _reject_unknown_hooks(pm: pluggy.PluginManager, dists: dict[str, tuple[str, str]]) -> None:
+    import difflib
+
+    known = [n for n in dir(hookspecs) if n.startswith("meshctl_")]
+    problems = []
+    for name in dir(pm.hook):
+        caller = getattr(pm.hook, name)
+        if name.startswith("_") or not isinstance(caller, pluggy.HookCaller) or caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.optionalhook:
+                continue
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            dist = " ".join(dists.get(impl.plugin_name, ("?", ""))).strip()
+            problems.append(f"plugin {impl.plugin_name!r} ({dist}) implements unknown hook {name!r}{hint}")
+    if problems:
+        raise PluginError("; ".join(problems))
 
 
 def _dist_of_module(module: ModuleType | object) -> tuple[str, str]:

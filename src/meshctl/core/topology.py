@@ -309,9 +309,8 @@ def parse_topology(text: str, file: str = "mesh.yml", plugins: Any = None) -> To
                 diags += _pydantic_diags(exc, root, loc, prefix=("nodes", i))
     elif "nodes" in data:
         diags.append(loc.diag(("nodes",), "nodes: must be a list of node entries"))
-    if not isinstance(raw_nodes, list) or not raw_nodes:
-        if isinstance(raw_nodes, list):
-            diags.append(loc.diag(("nodes",), "nodes: the topology has no nodes"))
+    if isinstance(raw_nodes, list) and not raw_nodes:
+        diags.append(loc.diag(("nodes",), "nodes: the topology has no nodes"))
     if model is None:
         raise TopologyError(diags)
     model.nodes = [good[i] for i in sorted(good)]

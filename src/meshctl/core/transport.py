@@ -107,13 +107,15 @@ class HostKeyStore:
 class Session:
     """One node's SSH session. ``run`` counts round trips (remote commands)."""
 
-    def __init__(self, node: Node, conn: Connection, opts: SSHOptions, label: str):
+    def __init__(self, node: Node, conn: Connection, opts: SSHOptions, label: str,
+                 open_lock: threading.Lock | None = None):
         self.node = node
         self.conn = conn
         self.opts = opts
         self.label = label
         self.round_trips = 0
-        self._lock = threading.Lock()
+        # Shared with the pool: a node can be a target and another node's jump host.
+        self._lock = open_lock or threading.Lock()
 
     @property
     def user(self) -> str:
@@ -306,15 +308,18 @@ class TransportPool:
         self._conns[node.name] = conn
         return conn
 
+    def _lock_for(self, name: str) -> threading.Lock:
+        return self._gw_locks.setdefault(name, threading.Lock())
+
     def session(self, node: Node) -> Session:
         with self._lock:
             if node.name not in self._sessions:
                 conn = self._connection(node)
                 chain = self.topology.via_chain(node)
                 label = node.name if not chain else f"{node.name} (via {' -> '.join(n.name for n in chain)})"
-                self._sessions[node.name] = Session(node, conn, self.opts, label)
+                self._sessions[node.name] = Session(node, conn, self.opts, label, self._lock_for(node.name))
                 for gw in chain:
-                    self._gw_locks.setdefault(gw.name, threading.Lock())
+                    self._lock_for(gw.name)
             session = self._sessions[node.name]
             chain = self.topology.via_chain(node)
         # Open gateways one at a time so parallel hosts share one jump connection.
