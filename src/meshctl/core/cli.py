@@ -191,6 +191,28 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         _execute(ctx.obj, ctx, True, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
                  ask_become_pass, output)
 
+    @cli.command()
+    @_file_option
+    @_run_options
+    @click.pass_context
+    def facts(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
+              ask_become_pass, verbose) -> None:
+        """Print, as JSON, the OS and facts meshctl reads from each node (what plans
+        are computed from). Secret files are compared by hash only."""
+        from meshctl.core.output import PlainReporter, print_json
+
+        state: State = ctx.obj
+        state.verbose += verbose
+        topo = _load(state, file)
+        nodes = _select(topo, limit)
+        engine = _engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
+                         PlainReporter(verbose=state.verbose > 0), {})
+        results = engine.run(nodes, apply=False, record=True)
+        print_json({r.node: r.recorded if r.recorded is not None else {"error": r.error, "cause": r.cause}
+                    for r in results})
+        if any(r.recorded is None for r in results):
+            ctx.exit(1)
+
     @cli.command("plugins")
     @_output_option
     @click.pass_obj

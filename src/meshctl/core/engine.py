@@ -7,6 +7,7 @@ script. A warm no-op provision therefore costs two round trips.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import time
 import traceback
@@ -41,6 +42,8 @@ class HostResult:
     duration: float = 0.0
     os: str = ""
     applied: bool = False
+    #: Filled when the engine runs in "gather" mode (``meshctl facts``).
+    recorded: dict[str, Any] | None = None
 
     @property
     def changed(self) -> int:
@@ -182,16 +185,18 @@ class Engine:
         return plan_operations(ops, facts, ctx.os_family.package_manager)
 
     # -- live part -------------------------------------------------------------
-    def run(self, nodes: list[Node], apply: bool) -> list[HostResult]:
+    def run(self, nodes: list[Node], apply: bool, record: bool = False) -> list[HostResult]:
+        """Plan (and with ``apply`` make) every node's changes, in parallel. With
+        ``record`` each result also carries the OS and facts it was planned from."""
         pool = TransportPool(self.topology, self.ssh)
         try:
             with ThreadPoolExecutor(max_workers=min(self.forks, max(1, len(nodes)))) as ex:
-                futures = [ex.submit(self._host, pool, n, apply) for n in nodes]
+                futures = [ex.submit(self._host, pool, n, apply, record) for n in nodes]
                 return [f.result() for f in futures]
         finally:
             pool.close()
 
-    def _host(self, pool: TransportPool, node: Node, apply: bool) -> HostResult:
+    def _host(self, pool: TransportPool, node: Node, apply: bool, record: bool = False) -> HostResult:
         result = HostResult(node=node.name)
         start = time.monotonic()
         session = None
@@ -213,6 +218,8 @@ class Engine:
                 facts = F.parse_batch(fact_list, out, boundary)
             except ValueError as exc:
                 raise RemoteError(f"fact gathering failed (exit {rc}): {_tail(out)}") from exc
+            if record:
+                result.recorded = {"os_release": dataclasses.asdict(release), "facts": facts}
             planned = plan_operations(ops, facts, manager)
             result.changes = [p for p in planned if isinstance(p, Change)]
             result.unchanged = [p for p in planned if isinstance(p, NoChange)]

@@ -10,6 +10,7 @@ import difflib
 import hashlib
 import posixpath
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,16 +26,38 @@ class Cmd:
     stdin: str | None = None
 
 
-@dataclass
 class Change:
-    op: Operation
-    summary: str
-    commands: list[Cmd]
-    diff: str | None = None
+    """What an operation will do. ``commands`` and ``diff`` may be given as
+    zero-argument callables: they are built only when needed (apply, display), which
+    keeps planning thousands of nodes cheap."""
+
+    __slots__ = ("op", "summary", "_commands", "_diff")
+
+    def __init__(self, op: Operation, summary: str, commands: list[Cmd] | Callable[[], list[Cmd]],
+                 diff: str | None | Callable[[], str | None] = None):
+        self.op = op
+        self.summary = summary
+        self._commands = commands
+        self._diff = diff
+
+    @property
+    def commands(self) -> list[Cmd]:
+        if callable(self._commands):
+            self._commands = self._commands()
+        return self._commands
+
+    @property
+    def diff(self) -> str | None:
+        if callable(self._diff):
+            self._diff = self._diff()
+        return self._diff
 
     @property
     def secret(self) -> bool:
         return self.op.secret
+
+    def __repr__(self) -> str:
+        return f"Change({self.op.id!r}, {self.summary!r})"
 
 
 @dataclass
@@ -130,13 +153,13 @@ class File(Operation):
         fact = facts[f"file:{self.path}"]
         kind = fact.get("kind")
         if kind == "absent":
-            return Change(self, "create", self.write_commands(), diff=self._diff(b"", new=True))
+            return Change(self, "create", self.write_commands, diff=lambda: self._diff(b"", new=True))
         if kind != "file":
             raise OperationError(f"{self.path} exists but is a {kind}, not a regular file")
         want = hashlib.sha256(self.data).hexdigest()
         if fact.get("sha256") != want:
-            old = F.decode_content(fact)
-            return Change(self, "update content", self.write_commands(), diff=self._diff(old))
+            return Change(self, "update content", self.write_commands,
+                          diff=lambda: self._diff(F.decode_content(fact)))
         notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
         if cmds:
             return Change(self, ", ".join(notes), cmds)

@@ -22,6 +22,11 @@ except AttributeError:  # pragma: no cover
 
 Path = tuple[Hashable, ...]
 
+_STR = "tag:yaml.org,2002:str"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_INT = "tag:yaml.org,2002:int"
+
 
 @dataclass
 class Located:
@@ -80,7 +85,8 @@ def _mark(node: yaml.Node) -> tuple[int, int]:
 
 
 def _build(node: yaml.Node, path: Path, loader: Any, loc: Located, diags: list[Diagnostic]) -> Any:
-    loc.values[path] = _mark(node)
+    mark = node.start_mark
+    loc.values[path] = (mark.line + 1, mark.column + 1)
     if isinstance(node, yaml.MappingNode):
         own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
         try:
@@ -92,7 +98,7 @@ def _build(node: yaml.Node, path: Path, loader: Any, loc: Located, diags: list[D
         merged = len(node.value) - own  # merged pairs come first; own keys may override them
         merged_keys: dict[Any, bool] = {}
         for idx, (key_node, value_node) in enumerate(node.value):
-            key = loader.construct_object(key_node, deep=True)
+            key = key_node.value if key_node.tag == _STR else loader.construct_object(key_node, deep=True)
             if not isinstance(key, Hashable) or isinstance(key, (list, dict)):
                 line, col = _mark(key_node)
                 diags.append(Diagnostic(loc.file, line, col, "mapping keys must be scalars"))
@@ -109,6 +115,15 @@ def _build(node: yaml.Node, path: Path, loader: Any, loc: Located, diags: list[D
         return [
             _build(item, path + (i,), loader, loc, diags) for i, item in enumerate(node.value)
         ]
+    tag = node.tag
+    if tag == _STR:  # the common case, without the constructor's bookkeeping
+        return node.value
+    if tag == _BOOL:
+        return node.value.lower() in ("yes", "true", "on")
+    if tag == _NULL:
+        return None
+    if tag == _INT and node.value.isdigit():
+        return int(node.value)
     try:
         return loader.construct_object(node, deep=True)
     except yaml.MarkedYAMLError as exc:

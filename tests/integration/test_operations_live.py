@@ -1,0 +1,147 @@
+"""Every operation type applied to a real host through the engine, then planned
+again to prove idempotence (the second plan is all "no change")."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from meshctl.core import ops as O
+from meshctl.core.engine import Engine
+from meshctl.core.hookspecs import hookimpl
+from meshctl.core.plugins import create_plugin_manager
+from meshctl.core.topology import parse_topology
+from meshctl.core.transport import SSHOptions
+
+pytestmark = pytest.mark.integration
+
+UNIT = """[Unit]
+Description=meshctl test service
+[Service]
+ExecStart=/bin/sleep infinity
+Environment=GEN=%s
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def plugin(generation: int, secret: str):
+    """An in-process plugin whose operations cover every operation type."""
+    mod = types.ModuleType("opsplugin")
+
+    @hookimpl
+    def meshctl_node_operations(ctx):
+        if ctx.node.name != "ops01":
+            return None
+        return [
+            O.Packages(names=["tree"]),
+            O.Group(name="meshtest"),
+            O.User(name="meshtest", group="meshtest", home="/home/meshtest"),
+            O.Directory(path="/srv/meshtest", mode="0750", owner="meshtest", group="meshtest"),
+            O.File(path="/srv/meshtest/plain.txt", content=f"generation {generation}\n", mode="0640",
+                   owner="meshtest", group="meshtest"),
+            O.File(path="/srv/meshtest/secret.key", content=secret, mode="0600", secret=True),
+            O.Absent(path="/srv/meshtest/old.txt"),
+            O.File(id="file:unit", path="/etc/systemd/system/meshtest.service", content=UNIT % generation,
+                   notify=["service:meshtest.service"]),
+            O.Service(unit="meshtest.service", unit_file_op="file:unit"),
+            O.Command(command="touch /srv/meshtest/created-once", creates="/srv/meshtest/created-once"),
+            O.Command(command="echo ran >> /srv/meshtest/guarded.log", unless="test -s /srv/meshtest/guarded.log"),
+        ]
+
+    mod.meshctl_node_operations = meshctl_node_operations
+    return mod
+
+
+def engine_for(minilab, generation: int, secret: str = "SUPER-SECRET-KEY-MATERIAL\n"):
+    plugins = create_plugin_manager(autoload=False, block={"base_node"}, extra=[("opsplugin", plugin(generation, secret))])
+    text = f"""\
+mesh: ops
+defaults:
+  ssh: {{user: root, key: {minilab.key}}}
+nodes:
+  - name: ops01
+    role: execution
+    address: {minilab.ip('ops')}
+"""
+    topo = parse_topology(text, "mesh.yml", plugins)
+    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts)), topo.node("ops01")
+
+
+def test_every_operation_type_applies_and_then_holds(minilab):
+    minilab.exec("ops", "sh", "-c", "mkdir -p /srv/meshtest && echo stale > /srv/meshtest/old.txt")
+    engine, node = engine_for(minilab, 1)
+    (first,) = engine.run([node], apply=True)
+    assert first.status == "changed", first.error
+    assert len(first.changes) == 11, [str(c.op) for c in first.changes]
+    assert "SUPER-SECRET" not in str(first.to_json())
+
+    assert minilab.exec("ops", "dpkg-query", "-W", "-f=${Status}", "tree").stdout == "install ok installed"
+    assert minilab.exec("ops", "id", "-gn", "meshtest").stdout.strip() == "meshtest"
+    st = minilab.exec("ops", "stat", "-c", "%U:%G %a", "/srv/meshtest", "/srv/meshtest/plain.txt",
+                      "/srv/meshtest/secret.key").stdout.split("\n")
+    assert st[:3] == ["meshtest:meshtest 750", "meshtest:meshtest 640", "root:root 600"]
+    assert minilab.exec("ops", "cat", "/srv/meshtest/secret.key").stdout == "SUPER-SECRET-KEY-MATERIAL\n"
+    assert minilab.exec("ops", "test", "!", "-e", "/srv/meshtest/old.txt", check=False).returncode == 0
+    assert minilab.exec("ops", "systemctl", "is-active", "meshtest.service").stdout.strip() == "active"
+    assert minilab.exec("ops", "systemctl", "is-enabled", "meshtest.service").stdout.strip() == "enabled"
+    assert minilab.exec("ops", "cat", "/srv/meshtest/guarded.log").stdout == "ran\n"
+    pid1 = minilab.exec("ops", "systemctl", "show", "-p", "MainPID", "--value", "meshtest.service").stdout.strip()
+
+    (second,) = engine.run([node], apply=True)
+    assert second.status == "ok" and second.changes == [], [str(c.op) for c in second.changes]
+    assert second.round_trips == 2
+    assert minilab.exec("ops", "cat", "/srv/meshtest/guarded.log").stdout == "ran\n"
+
+    # A new unit file: daemon-reload and restart (a new main PID); new content: rewritten.
+    engine2, _ = engine_for(minilab, 2)
+    (third,) = engine2.run([node], apply=True)
+    summaries = {str(c.op): c.summary for c in third.changes}
+    assert summaries == {
+        "/srv/meshtest/plain.txt": "update content",
+        "/etc/systemd/system/meshtest.service": "update content",
+        "service meshtest.service": "daemon-reload, restart",
+    }
+    pid2 = minilab.exec("ops", "systemctl", "show", "-p", "MainPID", "--value", "meshtest.service").stdout.strip()
+    assert pid2 != pid1 and pid2 != "0"
+    assert "GEN=2" in minilab.exec("ops", "systemctl", "show", "-p", "Environment", "--value", "meshtest.service").stdout
+
+
+def test_a_failing_step_stops_the_host_and_leaves_no_half_written_file(minilab):
+    mod = types.ModuleType("failplugin")
+
+    @hookimpl
+    def meshctl_node_operations(ctx):
+        return [
+            O.Directory(path="/srv/failtest"),
+            O.File(path="/srv/failtest/a", content="a\n"),
+            O.File(path="/srv/failtest/b", content="b\n", owner="no-such-owner"),
+            O.File(path="/srv/failtest/c", content="c\n"),
+        ]
+
+    mod.meshctl_node_operations = meshctl_node_operations
+    plugins = create_plugin_manager(autoload=False, block={"base_node"}, extra=[("failplugin", mod)])
+    text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
+           f"    ssh: {{user: root, key: {minilab.key}}}\n"
+    topo = parse_topology(text, "mesh.yml", plugins)
+    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts))
+    (res,) = engine.run([topo.node("ops01")], apply=True)
+    assert res.status == "failed"
+    assert res.failed_step == "/srv/failtest/b"
+    assert "step 3/4 '/srv/failtest/b' (create) failed" in res.error and "no-such-owner" in res.error
+    assert [str(c.op) for c in res.changes] == ["/srv/failtest/", "/srv/failtest/a"]
+    # a was written, b never appeared (not even as a temporary file), c was not attempted.
+    listing = minilab.exec("ops", "ls", "-A", "/srv/failtest").stdout.split()
+    assert listing == ["a"]
+
+
+def test_planning_error_touches_nothing(minilab):
+    engine, node = engine_for(minilab, 3)
+    minilab.exec("ops", "sh", "-c", "rm -rf /srv/meshtest && touch /srv/meshtest")
+    (res,) = engine.run([node], apply=True)
+    assert res.status == "failed"
+    assert "/srv/meshtest exists but is a file, not a directory" in res.error
+    assert not res.applied
+    assert minilab.exec("ops", "test", "-f", "/srv/meshtest").returncode == 0
+    minilab.exec("ops", "rm", "-f", "/srv/meshtest")
