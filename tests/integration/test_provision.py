@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import yaml
 
 from meshctl.core import receptor as R
 from meshctl.core.plugins import create_plugin_manager
@@ -76,12 +77,13 @@ def test_files_users_and_unit_on_the_hosts(minilab, mesh, provisioned):
         assert minilab.exec(short, "id", "-un", "awx").stdout.strip() == "awx"
         stat = minilab.exec(short, "stat", "-c", "%U:%G %a", R.CONF_FILE, R.TLS_DIR, R.CA_DIR, R.LOG_DIR).stdout.split("\n")
         assert stat[:4] == ["awx:awx 644", "awx:awx 750", "awx:awx 750", "awx:awx 755"]
-        conf = minilab.exec(short, "cat", R.CONF_FILE).stdout
-        assert f"id: {node}\n" in conf
+        conf = yaml.safe_load(minilab.exec(short, "cat", R.CONF_FILE).stdout)
+        sections = {next(iter(s)): s[next(iter(s))] for s in conf}
+        assert sections["node"] == {"id": node}
         n = topo.node(node)
-        for peer in n.peers:
-            assert f"address: {topo.node(peer).address}:27199" in conf
-        assert ("work-command" in conf) == (n.role == "execution")
+        peers = [s["tcp-peer"]["address"] for s in conf if "tcp-peer" in s]
+        assert peers == [f"{topo.node(p).address}:27199" for p in n.peers]
+        assert ("work-command" in sections) == (n.role == "execution")
         assert minilab.exec(short, "systemctl", "is-enabled", "receptor.service").stdout.strip() == "enabled"
         unit = minilab.exec(short, "systemctl", "cat", "receptor.service").stdout
         assert "ExecStart=/usr/bin/receptor --config /etc/receptor/receptor.conf" in unit

@@ -16,6 +16,7 @@ from meshctl.core.errors import MeshctlError, PluginError, TopologyError, UsageE
 from meshctl.core.plugins import MeshctlPlugins, create_plugin_manager, parse_plugin_args
 
 EXIT_INTERNAL = 70
+PLUGIN_OPTION_COMMANDS = ("plan", "provision")
 
 
 class State:
@@ -283,12 +284,15 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         """Print meshctl's version."""
         click.echo(f"meshctl {__version__}")
 
-    # Plugin-provided options and commands.
+    # Plugin-provided options, only on commands that hand them to plugins
+    # (NodeContext.options), and plugin-provided commands.
     for command_name, option in plugins.cli_options():
-        cmd = cli.commands.get(command_name)
-        if cmd is None:
-            raise PluginError(f"a plugin adds option {option.name!r} to unknown command {command_name!r}")
-        cmd.params.append(option)
+        if command_name not in PLUGIN_OPTION_COMMANDS:
+            raise PluginError(
+                f"a plugin adds option {option.name!r} to command {command_name!r}; plugin options "
+                f"are supported on: {', '.join(PLUGIN_OPTION_COMMANDS)}"
+            )
+        cli.commands[command_name].params.append(option)
     plugins.register_commands(cli)
     return cli
 

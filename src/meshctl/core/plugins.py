@@ -78,7 +78,7 @@ class MeshctlPlugins:
 
     def distribution_of(self, plugin_name: str) -> str:
         dist, version = self._dists.get(plugin_name, ("?", "?"))
-        return f"{dist} {version}"
+        return f"{dist} {version}".strip()
 
     def list_plugins(self) -> list[PluginInfo]:
         infos = []
@@ -98,7 +98,9 @@ class MeshctlPlugins:
             return self._cache[hook_name]
         found: dict[str, _Owned] = {}
         caller = getattr(self.pm.hook, hook_name)
-        for impl in reversed(caller.get_hookimpls()):  # registration order
+        for impl in caller.get_hookimpls():  # registration order: built-ins first
+            if impl.hookwrapper or impl.wrapper:
+                continue  # wrappers observe calls; they have nothing to register
             plugin_name = impl.plugin_name
 
             def register(item: Any, _plugin: str = plugin_name) -> None:
@@ -112,8 +114,9 @@ class MeshctlPlugins:
                     )
                 found[name] = _Owned(item, _plugin, self.distribution_of(_plugin))
 
+            kwargs = {"register": register} if "register" in impl.argnames else {}
             try:
-                impl.function(register=register)
+                impl.function(**kwargs)
             except PluginError:
                 raise
             except Exception as exc:  # a broken plugin must not look like a core bug
@@ -250,7 +253,14 @@ def create_plugin_manager(
             raise PluginError(
                 f"two plugins are named {name!r}: {dists[name][0]} and {dist[0]}"
             )
-        pm.register(obj, name=name)
+        if pm.is_registered(obj):  # e.g. -p naming a module its entry point already loaded
+            return
+        try:
+            pm.register(obj, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            where = " ".join(dist).strip()
+            detail = " ".join(str(exc).split())
+            raise PluginError(f"plugin {name!r} ({where}) is invalid: {detail}") from exc
         dists[name] = dist
 
     for name in blocked:
@@ -264,7 +274,7 @@ def create_plugin_manager(
             _register(importlib.import_module(modname), short, ("meshctl", __version__))
 
     if autoload is None:
-        autoload = not os.environ.get(DISABLE_AUTOLOAD_ENV)
+        autoload = os.environ.get(DISABLE_AUTOLOAD_ENV, "").strip().lower() in ("", "0", "false", "no")
     if autoload:
         for ep in sorted(md.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
             if ep.name in blocked:
@@ -288,7 +298,7 @@ def create_plugin_manager(
         _register(obj, modname, _dist_of_module(obj))
 
     for name, obj in extra:
-        _register(obj, name, ("(in-process)", ""))
+        _register(obj, name, ("in-process", ""))
 
     _reject_unknown_hooks(pm, dists)
 
