@@ -232,3 +232,66 @@ def test_invalid_topology_touches_no_host(minilab, tmp_path):
     r = minilab.meshctl("provision", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts), check_rc=2)
     assert re.search(r"mesh\.yml:\d+:\d+: peer 'hop09' is not a node in this topology", r.stderr), r.stderr
     assert "nothing was changed" in r.stderr
+
+
+def test_verify_passes_then_flags_exactly_the_drifted_node(minilab, mesh, provisioned):
+    ok = minilab.provision_json("verify", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts))
+    for h in ok["hosts"]:
+        assert h["status"] == "ok", h
+        assert {c["name"]: c["ok"] for c in h["checks"]} == {
+            "service-user": True, "receptor-config": True, "receptor-unit": True}
+    minilab.exec("hidden2", "sh", "-c", f"echo '# local edit' >> {R.CONF_FILE}")
+    bad = minilab.provision_json("verify", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts), check_rc=1)
+    by = {h["node"]: h for h in bad["hosts"]}
+    assert [n for n, h in by.items() if h["status"] != "ok"] == ["hidden02"]
+    failed = [c for c in by["hidden02"]["checks"] if not c["ok"]]
+    assert [c["name"] for c in failed] == ["receptor-config"]
+    assert "differs from the topology" in failed[0]["detail"]
+    minilab.provision_json("provision", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts),
+                           "--limit", "hidden02")
+    minilab.provision_json("verify", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts))
+
+
+def test_ssh_config_proxyjump_and_hostname_are_honoured(minilab, tmp_path, provisioned):
+    """A user's ssh_config (HostName, User, IdentityFile, ProxyJump) is enough: the
+    topology carries no ssh settings at all, and host keys are still enforced on
+    the jump host and the target."""
+    cfg = tmp_path / "ssh_config"
+    cfg.write_text(f"""\
+Host jump
+  HostName {minilab.ip('hop')}
+  User root
+  IdentityFile {minilab.key}
+Host hidden01
+  HostName {minilab.ip('hidden', 'iso')}
+  User root
+  IdentityFile {minilab.key}
+  ProxyJump jump
+""")
+    # hidden01 names its ssh_config alias as ssh.host; its address stays the IP peers dial.
+    mesh = minilab.write_mesh(tmp_path / "mesh.yml", f"""\
+mesh: itest
+defaults:
+  listener: {{port: 27199}}
+receptor: {{start: false}}
+nodes:
+  - name: hop01
+    role: hop
+    address: {minilab.ip('hop')}
+  - name: hidden01
+    role: execution
+    address: {minilab.ip('hidden', 'iso')}
+    ssh: {{host: hidden01}}
+    peers: [hop01]
+""")
+    out = minilab.provision_json("plan", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts),
+                                 "--ssh-config", str(cfg), "--limit", "hidden01")
+    assert out["hosts"][0]["status"] == "ok", out
+    # Without the jump host's key the chain is refused at the jump host.
+    kh = tmp_path / "kh"
+    kh.write_text("".join(ln + "\n" for ln in minilab.known_hosts.read_text().splitlines()
+                          if not ln.startswith(minilab.ip('hop') + " ")))
+    bad = minilab.provision_json("plan", "-f", str(mesh), "--known-hosts", str(kh),
+                                 "--ssh-config", str(cfg), "--limit", "hidden01", check_rc=1)
+    assert bad["hosts"][0]["cause"] == "hostkey-unknown", bad
+    assert minilab.ip('hop') in bad["hosts"][0]["error"]

@@ -214,6 +214,31 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         if any(r.recorded is None for r in results):
             ctx.exit(1)
 
+    @cli.command()
+    @_file_option
+    @_run_options
+    @_output_option
+    @click.pass_context
+    def verify(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
+               ask_become_pass, verbose, output) -> None:
+        """Run the registered checks on each node; exit 1 when any check fails."""
+        from meshctl.core.output import PlainReporter, print_checks, print_json, summary_counts
+
+        state: State = ctx.obj
+        state.verbose += verbose
+        topo = _load(state, file)
+        nodes = _select(topo, limit)
+        engine = _engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
+                         PlainReporter(verbose=state.verbose > 0), {})
+        results = engine.run(nodes, apply=False, verify=True)
+        if output == "json":
+            print_json({"command": "verify", "mesh": topo.mesh, "summary": summary_counts(results),
+                        "hosts": [r.to_json() for r in results]})
+        else:
+            print_checks(state.out, results)
+        if any(r.status != "ok" for r in results):
+            ctx.exit(1)
+
     @cli.command("plugins")
     @_output_option
     @click.pass_obj

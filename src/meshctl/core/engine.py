@@ -44,6 +44,8 @@ class HostResult:
     applied: bool = False
     #: Filled when the engine runs in "gather" mode (``meshctl facts``).
     recorded: dict[str, Any] | None = None
+    #: Filled by ``verify``: (check name, passed, detail).
+    checks: list[tuple[str, bool, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> int:
@@ -62,6 +64,7 @@ class HostResult:
             "error": self.error,
             "cause": self.cause,
             "failed_step": self.failed_step,
+            "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in self.checks],
             "changes": [
                 {
                     "id": c.op.id,
@@ -185,18 +188,20 @@ class Engine:
         return plan_operations(ops, facts, ctx.os_family.package_manager)
 
     # -- live part -------------------------------------------------------------
-    def run(self, nodes: list[Node], apply: bool, record: bool = False) -> list[HostResult]:
+    def run(self, nodes: list[Node], apply: bool, record: bool = False, verify: bool = False) -> list[HostResult]:
         """Plan (and with ``apply`` make) every node's changes, in parallel. With
-        ``record`` each result also carries the OS and facts it was planned from."""
+        ``record`` each result also carries the OS and facts it was planned from; with
+        ``verify`` the registered checks run instead of planning."""
         pool = TransportPool(self.topology, self.ssh)
         try:
             with ThreadPoolExecutor(max_workers=min(self.forks, max(1, len(nodes)))) as ex:
-                futures = [ex.submit(self._host, pool, n, apply, record) for n in nodes]
+                futures = [ex.submit(self._host, pool, n, apply, record, verify) for n in nodes]
                 return [f.result() for f in futures]
         finally:
             pool.close()
 
-    def _host(self, pool: TransportPool, node: Node, apply: bool, record: bool = False) -> HostResult:
+    def _host(self, pool: TransportPool, node: Node, apply: bool, record: bool = False,
+              verify: bool = False) -> HostResult:
         result = HostResult(node=node.name)
         start = time.monotonic()
         session = None
@@ -208,6 +213,9 @@ class Engine:
             release = F.parse_os(out)
             result.os = release.pretty_name or release.id
             ctx = self.context(node, release)
+            if verify:
+                self._verify(session, ctx, result)
+                return result
             ops = build_operations(self.plugins, ctx)
             manager = ctx.os_family.package_manager
             fact_list = needed_facts(ops, manager)
@@ -240,6 +248,28 @@ class Engine:
             result.duration = time.monotonic() - start
             self.reporter.host_done(result)
         return result
+
+    def _verify(self, session: Any, ctx: NodeContext, result: HostResult) -> None:
+        def run(command: str) -> tuple[int, str]:
+            return session.run(command, timeout=120)
+
+        ctx.run = run
+        ctx.receptor_config = self.plugins.receptor_config(ctx)
+        for name, check in self.plugins.checks().items():
+            if check.roles and ctx.node.role not in check.roles:
+                continue
+            self.reporter.host_phase(ctx.node.name, f"check {name}")
+            try:
+                res = check.run(ctx)
+                result.checks.append((name, bool(res.ok), res.detail))
+            except UnreachableError:
+                raise
+            except Exception as exc:  # a broken check fails itself, not the run
+                result.checks.append((name, False, f"check raised {type(exc).__name__}: {exc}"))
+        failed = [n for n, ok, _ in result.checks if not ok]
+        result.status = "failed" if failed else "ok"
+        if failed:
+            result.error = "failed checks: " + ", ".join(failed)
 
     def _apply(self, session: Any, node: Node, result: HostResult) -> None:
         import secrets as _secrets

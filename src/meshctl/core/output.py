@@ -151,3 +151,18 @@ def print_plan(console: Console, results: list[HostResult], detailed: bool) -> N
 def print_json(data: Any, stream: TextIO | None = None) -> None:
     json.dump(data, stream or sys.stdout, indent=2, sort_keys=False)
     (stream or sys.stdout).write("\n")
+
+
+def print_checks(console: Console, results: list[HostResult]) -> None:
+    t = Table(title="verify", title_justify="left", header_style="bold")
+    for col in ("node", "check", "result", "detail"):
+        t.add_column(col)
+    for r in results:
+        if not r.checks:
+            t.add_row(escape(r.node), "-", f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                      escape(r.error or ""))
+        for name, ok, detail in r.checks:
+            t.add_row(escape(r.node), name, "[green]pass[/]" if ok else "[bold red]FAIL[/]", escape(detail))
+    console.print(t)
+    bad = sum(1 for r in results if r.status != "ok")
+    console.print(f"{len(results)} host(s): {len(results) - bad} passed, {bad} failed")

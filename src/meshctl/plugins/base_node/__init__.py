@@ -14,7 +14,7 @@ from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Directory, File, Group, Service, User
 from meshctl.core.receptor import Octal
 from meshctl.core.topology import StrictModel
-from meshctl.core.types import NodeContext, Role, TopologySection
+from meshctl.core.types import Check, CheckResult, NodeContext, Role, TopologySection
 
 
 class ReceptorSection(StrictModel):
@@ -110,3 +110,40 @@ def meshctl_node_operations(ctx: NodeContext):
                 reload_command=f"{R.RECEPTORCTL} --socket {R.SOCKET} reload",
                 unit_file_op="file:receptor-unit"),
     ]
+
+
+def _check_service_user(ctx: NodeContext) -> CheckResult:
+    s = settings(ctx)
+    rc, out = ctx.run(f"id -un {s.user} && id -gn {s.user}")
+    names = out.split()
+    ok = rc == 0 and names == [s.user, s.group]
+    return CheckResult(ok, f"user {s.user} in group {s.group}" if ok else f"id {s.user}: {out.strip()}")
+
+
+def _check_config(ctx: NodeContext) -> CheckResult:
+    """The live receptor.conf is the one meshctl renders for this topology."""
+    import hashlib
+
+    want = R.render_config(ctx.topology.mesh, ctx.receptor_config)
+    rc, out = ctx.run(f"sha256sum {R.CONF_FILE}")
+    have = out.split()[0] if rc == 0 and out.strip() else ""
+    if not have:
+        return CheckResult(False, f"{R.CONF_FILE} missing or unreadable")
+    if have != hashlib.sha256(want.encode()).hexdigest():
+        return CheckResult(False, f"{R.CONF_FILE} differs from the topology (run meshctl plan)")
+    return CheckResult(True, f"{R.CONF_FILE} matches the topology")
+
+
+def _check_unit(ctx: NodeContext) -> CheckResult:
+    rc, out = ctx.run(f"systemctl is-enabled {R.UNIT_NAME}; systemctl is-active {R.UNIT_NAME}")
+    enabled, _, active = out.strip().partition("\n")
+    want_active = settings(ctx).start
+    ok = enabled.strip() == "enabled" and (active.strip() == "active" or not want_active)
+    return CheckResult(ok, f"{R.UNIT_NAME}: {enabled.strip() or '?'}, {active.strip() or '?'}")
+
+
+@hookimpl
+def meshctl_register_checks(register):
+    register(Check("service-user", _check_service_user, description="the receptor service user exists"))
+    register(Check("receptor-config", _check_config, description="receptor.conf matches the topology"))
+    register(Check("receptor-unit", _check_unit, description="receptor.service is enabled (and active when started)"))
