@@ -258,7 +258,18 @@ def _open(conn: Connection, label: str) -> None:
         ) from None
     except UnreachableError:
         raise
-    except (paramiko.SSHException, EOFError, OSError) as exc:
+    except paramiko.SSHException as exc:
+        transport = conn.client.get_transport()
+        saved = getattr(transport, "saved_exception", None) if transport else None
+        # paramiko reports a stalled handshake as "No existing session"; no banner
+        # was read when the transport never learnt the remote version.
+        handshake_stalled = transport is not None and not getattr(transport, "remote_version", None)
+        if "banner" in f"{exc} {saved}".lower() or handshake_stalled:
+            # TCP connected, but nothing there completed an SSH handshake in time.
+            raise UnreachableError(label, "timeout", f"{conn.host}:{conn.port} accepted the connection "
+                                   "but sent no SSH banner in time") from None
+        raise UnreachableError(label, "ssh", f"{type(exc).__name__}: {exc}") from None
+    except (EOFError, OSError) as exc:
         raise UnreachableError(label, "ssh", f"{type(exc).__name__}: {exc}") from None
 
 
@@ -287,7 +298,8 @@ class TransportPool:
         if node.ssh.via:
             gateway = self._connection(self.topology.node(node.ssh.via))
         s = node.ssh
-        kwargs: dict = {}
+        timeout = s.connect_timeout or self.opts.connect_timeout
+        kwargs: dict = {"banner_timeout": timeout, "auth_timeout": timeout}
         if s.key:
             kwargs["key_filename"] = [os.path.expanduser(s.key)]
         conn = Connection(
@@ -296,7 +308,7 @@ class TransportPool:
             port=s.port,
             config=self._config(),
             gateway=gateway,
-            connect_timeout=s.connect_timeout or self.opts.connect_timeout,
+            connect_timeout=timeout,
             connect_kwargs=kwargs,
         )
         # Fabric builds clients with AutoAddPolicy (including for ProxyJump gateways
