@@ -27,22 +27,40 @@ from labkit.hosts import (
     wait_for_ssh,
 )
 from labkit.image import build_base_image, image_status
+from labkit.registry import (
+    REGISTRY_IMAGE,
+    RegistryInfo,
+    build_registry_image,
+    push_image,
+    registry_check,
+    registry_image_status,
+    remove_registry,
+    start_registry,
+)
 
 __all__ = [
     "Host",
+    "REGISTRY_IMAGE",
+    "RegistryInfo",
     "assert_lab_address",
     "LabError",
     "build_base_image",
+    "build_registry_image",
     "create_network",
     "free_subnets",
     "host_key",
     "image_status",
     "podman",
     "prepare_host",
+    "push_image",
+    "registry_check",
+    "registry_image_status",
     "remove_hosts",
     "remove_network",
     "remove_prefixed",
+    "remove_registry",
     "ssh_keypair",
     "start_host",
+    "start_registry",
     "wait_for_ssh",
 ]

@@ -1,0 +1,309 @@
+"""The meshctl lab: real hosts, provisioned by meshctl, verified with testinfra.
+
+    python lab/lab.py            build -> networks -> hosts -> registry -> provision
+                                 -> verify -> re-provision (0 changed) -> teardown
+    python lab/lab.py --keep     the same, but leave the lab running
+    python lab/lab.py down       remove everything the lab made (by name)
+    python lab/lab.py --backend vagrant   RHEL-family VMs (needs a hypervisor)
+
+Usually run through nox: ``nox -s lab -- --keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import labkit  # noqa: E402
+
+PREFIX = "meshlab-"
+WORK = HERE / ".work" / "lab"
+NETWORKS = {"ctl": False, "isolated": True, "edge": True}  # name -> internal
+
+
+@dataclass
+class LabHost:
+    name: str
+    networks: list[str]
+    role: str | None = None  # mesh role; None: not a mesh node
+    peers: list[str] = field(default_factory=list)
+    via: str | None = None
+    nested: bool = False  # runs rootless podman (execution nodes)
+
+    @property
+    def ssh_net(self) -> str:
+        return self.networks[0]
+
+
+def lab_hosts(extra_exec: int = 0) -> list[LabHost]:
+    hosts = [
+        LabHost("hop01", ["ctl", "edge"], role="hop", peers=["awx-task"]),
+        LabHost("exec01", ["ctl", "isolated"], role="execution", peers=["hop01"], nested=True),
+        LabHost("exec02", ["edge"], role="execution", peers=["hop01"], via="hop01", nested=True),
+        LabHost("target01", ["isolated"]),
+        LabHost("registry01", ["ctl"]),
+    ]
+    for i in range(extra_exec):
+        hosts.append(LabHost(f"exec{i + 3:02d}", ["ctl"], role="execution", peers=["hop01"], nested=True))
+    return hosts
+
+
+class Lab:
+    def __init__(self, extra_exec: int = 0, log=print):
+        self.hosts = lab_hosts(extra_exec)
+        self.work = WORK
+        self.logs = WORK / "logs"
+        self.env: dict[str, str] = {}
+        self.ips: dict[str, dict[str, str]] = {}
+        self.key: Path | None = None
+        self.registry = None
+        self.log = log
+        self.step_name = ""
+        self.step_host = ""
+        self.timings: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.step_name, self.step_host = name, ""
+        self.log(f"==> {name}")
+        t0 = time.monotonic()
+        yield
+        self.timings[name] = time.monotonic() - t0
+        self.log(f"    {name}: {self.timings[name]:.1f}s")
+
+    def container(self, host: str) -> str:
+        return PREFIX + host
+
+    # -- bring-up ----------------------------------------------------------------
+    def up(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        with self.step("prepare host"):
+            self.env = labkit.prepare_host(self.work)
+            labkit.remove_prefixed(PREFIX, env=self.env)  # leftovers of a killed run
+        with self.step("build images"):
+            image = labkit.build_base_image(self.work, self.env)
+            registry_image = labkit.build_registry_image(self.work, self.env, image)
+        with self.step("create networks"):
+            subnets = labkit.free_subnets(len(NETWORKS), env=self.env)
+            self.subnets = dict(zip(NETWORKS, subnets, strict=True))
+            for net, internal in NETWORKS.items():
+                labkit.create_network(PREFIX + net, self.subnets[net], internal=internal, env=self.env)
+        self.key, pub = labkit.ssh_keypair(self.work)
+        with self.step("start hosts"):
+            for i, h in enumerate(self.hosts):
+                if h.name == "registry01":
+                    continue
+                self.step_host = h.name
+                addrs = [(PREFIX + n, self._ip(n, i)) for n in h.networks]
+                labkit.start_host(self.container(h.name), image, addrs, pub, env=self.env, nested_podman=h.nested)
+                self.ips[h.name] = {n: self._ip(n, i) for n in h.networks}
+            for h in self.hosts:
+                if h.name in self.ips:
+                    self.step_host = h.name
+                    labkit.wait_for_ssh(self.ips[h.name][h.ssh_net], self.key, env=self.env)
+        with self.step("start registry"):
+            self.step_host = "registry01"
+            i = [h.name for h in self.hosts].index("registry01")
+            ip = self._ip("ctl", i)
+            self.registry = labkit.start_registry(self.container("registry01"), registry_image,
+                                                  (PREFIX + "ctl", ip), self.work, pub, env=self.env)
+            self.ips["registry01"] = {"ctl": ip}
+        self.step_host = ""
+        self._write_files()
+
+    def _ip(self, net: str, index: int) -> str:
+        return self.subnets[net].rsplit(".", 1)[0] + f".{10 + index}"
+
+    def _write_files(self) -> None:
+        keys = []
+        cfg = []
+        for h in self.hosts:
+            hk = labkit.host_key(self.container(h.name), env=self.env)
+            keys += [f"{ip} {hk}" for ip in self.ips[h.name].values()]
+            keys.append(f"{h.name} {hk}")
+            cfg += [f"Host {h.name}", f"  HostName {self.ips[h.name][h.ssh_net]}", "  User root",
+                    f"  IdentityFile {self.key}", f"  UserKnownHostsFile {self.work / 'known_hosts'}",
+                    "  StrictHostKeyChecking yes", "  HostKeyAlias " + h.name,
+                    # One connection per host for testinfra's many small commands.
+                    "  ControlMaster auto", f"  ControlPath {self.work}/cm-%C", "  ControlPersist 30s"]
+            if h.via:
+                cfg.append(f"  ProxyJump {h.via}")
+            cfg.append("")
+        (self.work / "known_hosts").write_text("\n".join(keys) + "\n")
+        (self.work / "ssh_config").write_text("\n".join(cfg))
+        (self.work / "mesh.yml").write_text(self.mesh_yml())
+        inventory = {
+            "ssh_config": str(self.work / "ssh_config"),
+            "mesh_yml": str(self.work / "mesh.yml"),
+            "hosts": {h.name: {"role": h.role, "mesh": h.role is not None, "networks": self.ips[h.name]}
+                      for h in self.hosts},
+            "target": {"name": "target01", "address": self.ips["target01"]["isolated"]},
+            "registry": {"hostport": self.registry.hostport, "ca": str(self.registry.ca_cert_path)},
+        }
+        (self.work / "inventory.json").write_text(json.dumps(inventory, indent=2) + "\n")
+
+    def mesh_yml(self) -> str:
+        lines = [
+            "# Generated by lab/lab.py for this lab run.",
+            "mesh: meshlab",
+            "defaults:",
+            f"  ssh: {{user: root, key: {self.key}, become: true}}",
+            "  listener: {port: 27199, protocol: tcp}",
+            "receptor: {start: false}   # no receptor binary can be had on these machines",
+            "nodes:",
+            "  - name: awx-task",
+            "    role: control",
+            "    managed: false",
+            "    address: awx-task.meshlab.test",
+        ]
+        for h in self.hosts:
+            if h.role is None:
+                continue
+            ip = self.ips[h.name][h.ssh_net]
+            lines += [f"  - name: {h.name}", f"    role: {h.role}", f"    address: {ip}",
+                      f"    peers: [{', '.join(h.peers)}]"]
+            if h.via:
+                lines.append(f"    ssh: {{via: {h.via}}}")
+        return "\n".join(lines) + "\n"
+
+    # -- provisioning and verification ---------------------------------------------
+    def meshctl(self, *args: str, log_name: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "meshctl", *args, "-f", str(self.work / "mesh.yml"),
+               "--known-hosts", str(self.work / "known_hosts")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
+                           env={**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        (self.logs / log_name).write_text(f"$ {' '.join(cmd)}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}")
+        return r
+
+    def provision(self, n: int) -> dict:
+        with self.step(f"meshctl provision #{n}"):
+            r = self.meshctl("provision", "-o", "json", log_name=f"provision-{n}.log")
+            try:
+                result = json.loads(r.stdout)
+            except json.JSONDecodeError:
+                raise labkit.LabError(f"meshctl provision #{n} gave no JSON (exit {r.returncode}): "
+                                      f"{r.stderr.strip()[-2000:]}") from None
+            for h in result["hosts"]:
+                self.log(f"    {h['node']:<10} {h['status']:<11} changed={h['changed']:<3} "
+                         f"round_trips={h['round_trips']} {h['duration_s']:.1f}s")
+            bad = [h for h in result["hosts"] if h["status"] in ("failed", "unreachable")]
+            if bad:
+                self.step_host = ", ".join(h["node"] for h in bad)
+                raise labkit.LabError("; ".join(f"{h['node']}: {h['error']}" for h in bad))
+            return result
+
+    def verify(self) -> None:
+        with self.step("testinfra verify"):
+            env = {**os.environ, "MESHLAB_INVENTORY": str(self.work / "inventory.json"),
+                   "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
+            cmd = [sys.executable, "-m", "pytest", str(HERE / "verify"), "-p", "no:cacheprovider", "-q",
+                   "-o", "addopts=", "--rootdir", str(HERE / "verify"),
+                   f"--junitxml={self.logs / 'verify.xml'}"]
+            r = subprocess.run(cmd, text=True, timeout=1800, env=env, cwd=HERE / "verify")
+            if r.returncode != 0:
+                raise labkit.LabError(f"testinfra verification failed (exit {r.returncode}); "
+                                      f"see the output above and {self.logs / 'verify.xml'}")
+
+    def idempotence(self, result: dict) -> None:
+        changed = {h["node"]: h["changed"] for h in result["hosts"] if h["changed"]}
+        if changed:
+            self.step_host = ", ".join(changed)
+            raise labkit.LabError(f"second provision changed something: {changed}")
+        trips = {h["node"]: h["round_trips"] for h in result["hosts"]}
+        self.log(f"    idempotent: 0 changed on {len(trips)} hosts; round trips per host: {trips}")
+
+    def down(self) -> None:
+        env = self.env or labkit.prepare_host(self.work)
+        self._close_ssh_masters()
+        labkit.remove_prefixed(PREFIX, env=env)
+
+    def _close_ssh_masters(self) -> None:
+        """Stop the ControlMaster processes our ssh_config started (ssh -O exit
+        asks each master to end itself; nothing else is signalled)."""
+        cfg = self.work / "ssh_config"
+        if not cfg.exists():
+            return
+        for h in self.hosts:
+            with contextlib.suppress(subprocess.TimeoutExpired, OSError):
+                subprocess.run(["ssh", "-F", str(cfg), "-O", "exit", h.name], capture_output=True, timeout=10)
+
+    def how_to_ssh(self) -> str:
+        cfg = self.work / "ssh_config"
+        names = " ".join(h.name for h in self.hosts)
+        return (f"lab is up. ssh in with: ssh -F {cfg} <host>   (hosts: {names})\n"
+                f"meshctl: meshctl plan -f {self.work / 'mesh.yml'} --known-hosts {self.work / 'known_hosts'}\n"
+                f"remove it with: nox -s lab -- down   (or python lab/lab.py down)")
+
+
+def run_podman(args: argparse.Namespace) -> int:
+    lab = Lab(extra_exec=args.exec_nodes)
+    ok = False
+    try:
+        lab.up()
+        first = lab.provision(1)
+        lab.verify()
+        second = lab.provision(2)
+        lab.idempotence(second)
+        ok = True
+        del first
+    except (labkit.LabError, subprocess.TimeoutExpired, OSError) as exc:
+        where = f" [host {lab.step_host}]" if lab.step_host else ""
+        print(f"lab: step '{lab.step_name}'{where} failed: {exc}", file=sys.stderr)
+        print(f"lab: logs are in {lab.logs}", file=sys.stderr)
+    finally:
+        if args.keep and lab.env:
+            print(lab.how_to_ssh())
+        elif lab.env:
+            with lab.step("teardown"):
+                lab.down()
+    total = sum(lab.timings.values())
+    print("lab: " + ", ".join(f"{k} {v:.1f}s" for k, v in lab.timings.items()) + f"; total {total:.1f}s")
+    print("lab: PASSED" if ok else "lab: FAILED")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", nargs="?", default="run", choices=["run", "down"])
+    ap.add_argument("--keep", action="store_true", help="leave the lab running and print how to ssh in")
+    ap.add_argument("--backend", choices=["podman", "vagrant"], default="podman")
+    ap.add_argument("--exec-nodes", type=int, default=0, metavar="N",
+                    help="extra execution nodes on ctl (scale runs)")
+    args = ap.parse_args(argv)
+    if args.backend == "vagrant":
+        import vagrant_backend
+
+        try:
+            return vagrant_backend.main(args)
+        except vagrant_backend.VagrantUnavailable as exc:
+            print(f"lab: {exc}", file=sys.stderr)
+            return 1
+    if args.action == "down":
+        try:
+            Lab().down()
+        except labkit.LabError as exc:
+            print(f"lab: {exc}", file=sys.stderr)
+            return 1
+        print("lab: removed")
+        return 0
+    try:
+        return run_podman(args)
+    except labkit.LabError as exc:  # host preparation problems: say what to install
+        print(f"lab: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
