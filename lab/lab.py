@@ -49,9 +49,10 @@ class LabHost:
 
 def lab_hosts(extra_exec: int = 0) -> list[LabHost]:
     hosts = [
-        LabHost("hop01", ["ctl", "edge"], role="hop", peers=["awx-task"]),
+        # hop01 dials exec02: exec02's edge network has no route to hop01's ctl address.
+        LabHost("hop01", ["ctl", "edge"], role="hop", peers=["awx-task", "exec02"]),
         LabHost("exec01", ["ctl", "isolated"], role="execution", peers=["hop01"], nested=True),
-        LabHost("exec02", ["edge"], role="execution", peers=["hop01"], via="hop01", nested=True),
+        LabHost("exec02", ["edge"], role="execution", via="hop01", nested=True),
         LabHost("target01", ["isolated"]),
         LabHost("registry01", ["ctl"]),
     ]
@@ -172,8 +173,9 @@ class Lab:
             if h.role is None:
                 continue
             ip = self.ips[h.name][h.ssh_net]
-            lines += [f"  - name: {h.name}", f"    role: {h.role}", f"    address: {ip}",
-                      f"    peers: [{', '.join(h.peers)}]"]
+            lines += [f"  - name: {h.name}", f"    role: {h.role}", f"    address: {ip}"]
+            if h.peers:
+                lines.append(f"    peers: [{', '.join(h.peers)}]")
             if h.via:
                 lines.append(f"    ssh: {{via: {h.via}}}")
         return "\n".join(lines) + "\n"

@@ -32,7 +32,7 @@ def test_receptor_conf_describes_this_node(host, node, mesh):
     assert conf[0] == {"node": {"id": node["name"]}}
     by_name = {n["name"]: n for n in mesh["nodes"]}
     peers = [s["tcp-peer"]["address"] for s in conf if "tcp-peer" in s]
-    assert peers == [f"{by_name[p]['address']}:27199" for p in node["peers"]]
+    assert peers == [f"{by_name[p]['address']}:27199" for p in node.get("peers", [])]
     tls = next(s["tls-server"] for s in conf if "tls-server" in s)
     assert tls["cert"] == f"/etc/receptor/tls/{node['name']}.crt"
     assert tls["clientcas"] == "/etc/receptor/tls/ca/mesh-CA.crt" and tls["requireclientcert"] is True

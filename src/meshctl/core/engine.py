@@ -130,19 +130,21 @@ def plan_operations(ops: list[Operation], facts: dict[str, Any], manager: str) -
     return out
 
 
-def render_apply_script(changes: list[Change], boundary: str) -> str:
-    """One POSIX sh script for all changes. Every command's stdin is /dev/null or its
-    own heredoc, so nothing reads the rest of the script; a failing command stops the
-    run and reports its step; a trap removes a half-written temporary file."""
+def render_apply_script(changes: list[Change] | list[tuple[int, list[Cmd]]], boundary: str) -> str:
+    """One POSIX sh script for the given steps (changes, or (index, commands) pairs).
+    Every command's stdin is /dev/null or its own heredoc, so nothing reads the rest of
+    the script; a failing command stops the run and reports its step; a trap removes
+    a half-written temporary file."""
+    steps = [(i, c.commands) if isinstance(c, Change) else c for i, c in enumerate(changes)]
     lines = [
         "set -u",
         "_tmp=",
         "trap 'if [ -n \"$_tmp\" ]; then rm -f \"$_tmp\"; fi' EXIT",
         f"_fail() {{ printf '\\n%s fail %s %s\\n' '{boundary}' \"$1\" \"$2\"; exit 1; }}",
     ]
-    for i, change in enumerate(changes):
+    for i, commands in steps:
         lines.append(f"printf '%s step {i}\\n' '{boundary}'")
-        for cmd in change.commands:
+        for cmd in commands:
             lines.extend(_render_cmd(cmd, i, boundary))
     lines.append(f"printf '%s done\\n' '{boundary}'")
     return "\n".join(lines) + "\n"
@@ -272,14 +274,51 @@ class Engine:
             result.error = "failed checks: " + ", ".join(failed)
 
     def _apply(self, session: Any, node: Node, result: HostResult) -> None:
+        """Run the changes. Usually one round trip; a change with an ``exchange``
+        ends its round trip, and the commands built from its output start the next."""
+        changes = result.changes
+        total = len(changes)
+        self.reporter.host_phase(node.name, f"applying {total} change(s)")
+        result.applied = True
+        pos = 0
+        carry: tuple[int, list[Cmd]] | None = None
+        while pos < total or carry is not None:
+            steps: list[tuple[int, list[Cmd]]] = [carry] if carry is not None else []
+            carry = None
+            exchange_at = None
+            while pos < total:
+                steps.append((pos, changes[pos].commands))
+                pos += 1
+                if changes[pos - 1].exchange is not None:
+                    exchange_at = pos - 1
+                    break
+            per_step = self._run_steps(session, node, steps, total, result)
+            if per_step is None:
+                return
+            if exchange_at is not None:
+                change = changes[exchange_at]
+                try:
+                    carry = (exchange_at, change.exchange("\n".join(per_step.get(exchange_at, []))))
+                except MeshctlError as exc:
+                    self._failed(result, exchange_at, f"step {exchange_at + 1}/{total} '{change.op}': {exc}")
+                    return
+
+    def _failed(self, result: HostResult, idx: int, error: str) -> None:
+        result.status = "failed"
+        result.failed_step = str(result.changes[idx].op)
+        result.changes = result.changes[:idx]
+        result.error = error
+
+    def _run_steps(self, session: Any, node: Node, steps: list[tuple[int, list[Cmd]]], total: int,
+                   result: HostResult) -> dict[int, list[str]] | None:
+        """One round trip; returns each step's output, or None after recording a failure."""
         import secrets as _secrets
 
         boundary = "@@meshctl-" + _secrets.token_hex(8)
+        script = render_apply_script(steps, boundary)
         changes = result.changes
-        script = render_apply_script(changes, boundary)
         per_step: dict[int, list[str]] = {}
-        state = {"step": -1, "failed": None, "done": False}
-        total = len(changes)
+        state: dict[str, Any] = {"step": -1, "failed": None, "done": False}
 
         def on_line(line: str) -> None:
             if line.startswith(boundary + " "):
@@ -294,22 +333,19 @@ class Engine:
                 return
             per_step.setdefault(state["step"], []).append(line)
 
-        self.reporter.host_phase(node.name, f"applying {total} change(s)")
         rc, _out = session.run(script, on_line=on_line, timeout=float(self.options.get("apply_timeout", 3600)))
-        result.applied = True
         if state["failed"] is not None:
             idx, code = state["failed"]
             change = changes[idx]
-            result.status = "failed"
-            result.failed_step = str(change.op)
-            result.changes = changes[:idx]
             out = "\n".join(per_step.get(idx, [])[-15:]).strip()
-            result.error = f"step {idx + 1}/{total} '{change.op}' ({change.summary}) failed with exit {code}" + (
-                f":\n{out}" if out else ""
-            )
-        elif not state["done"]:
+            self._failed(result, idx, f"step {idx + 1}/{total} '{change.op}' ({change.summary}) failed with exit "
+                         f"{code}" + (f":\n{out}" if out else ""))
+            return None
+        if not state["done"]:
             result.status = "failed"
-            result.error = f"apply script ended early (exit {rc}): " + _tail("\n".join(per_step.get(state['step'], [])))
+            result.error = f"apply script ended early (exit {rc}): " + _tail("\n".join(per_step.get(state["step"], [])))
+            return None
+        return per_step
 
 
 def _tail(text: str, n: int = 10) -> str:

@@ -31,14 +31,19 @@ class Change:
     zero-argument callables: they are built only when needed (apply, display), which
     keeps planning thousands of nodes cheap."""
 
-    __slots__ = ("op", "summary", "_commands", "_diff")
+    __slots__ = ("op", "summary", "_commands", "_diff", "exchange")
 
     def __init__(self, op: Operation, summary: str, commands: list[Cmd] | Callable[[], list[Cmd]],
-                 diff: str | None | Callable[[], str | None] = None):
+                 diff: str | None | Callable[[], str | None] = None,
+                 exchange: Callable[[str], list[Cmd]] | None = None):
         self.op = op
         self.summary = summary
         self._commands = commands
         self._diff = diff
+        #: For changes that need the host's answer mid-apply (a CSR made on the node):
+        #: called with the output of ``commands``; returns the commands that follow,
+        #: run in the next round trip.
+        self.exchange = exchange
 
     @property
     def commands(self) -> list[Cmd]:
