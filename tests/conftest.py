@@ -15,3 +15,18 @@ def plugins():
     from meshctl.core.plugins import create_plugin_manager
 
     return create_plugin_manager(autoload=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory):
+    """Keep mesh CAs and generated keys out of the user's ~/.local/share."""
+    import os
+
+    path = tmp_path_factory.mktemp("meshctl-state")
+    old = os.environ.get("MESHCTL_STATE_DIR")
+    os.environ["MESHCTL_STATE_DIR"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("MESHCTL_STATE_DIR", None)
+    else:
+        os.environ["MESHCTL_STATE_DIR"] = old

@@ -70,3 +70,60 @@ def test_unsupported_os_names_it_and_the_plugins(engine):
     msg = str(info.value)
     assert "unsupported OS 'Arch Linux'" in msg and "debian (Debian 12, 13; Ubuntu 22.04, 24.04)" in msg
     assert "rhel (RHEL, CentOS Stream, Rocky, AlmaLinux, Oracle Linux 8-10; Fedora)" in msg
+
+
+def _with_cert(facts, cert, key=None):
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    from meshctl.core import certs as C
+
+    facts = copy.deepcopy(facts)
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    f = facts[f"file:/etc/receptor/tls/{NODE}.crt"]
+    f.update(sha256=hashlib.sha256(pem).hexdigest(), content_b64=base64.b64encode(pem).decode(), size=len(pem))
+    if key is not None:
+        facts[f"pubkey:/etc/receptor/tls/{NODE}.key"] = {"state": "present", "pem": C.public_key_pem(key).decode()}
+    return facts
+
+
+def _cert_change(eng, node, release, facts):
+    out = [p for p in eng.plan_from_facts(node, release, facts) if p.op.id.startswith("cert:")]
+    assert len(out) == 1
+    return out[0]
+
+
+@pytest.mark.parametrize("case,expect", [
+    ("expiring", "expires in 9.0 days"),
+    ("other-ca", "does not chain"),
+    ("wrong-names", "subjectAltName lacks DNS:exec01.example.com"),
+    ("other-key", "key"),
+])
+def test_certificate_reissue_reasons(engine, case, expect):
+    import datetime as dt
+
+    from meshctl.core import certs as C
+
+    eng, node = engine
+    release, facts = load("debian12-provisioned.json")
+    ca_key = C.load_private_key((DATA / "ca" / "ca.key").read_bytes())
+    ca = C.load_cert((DATA / "ca" / "ca.crt").read_bytes())
+    key = C.generate_key("rsa2048")
+    names = [node.address]
+    if case == "expiring":
+        now = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+        cert = C.sign_node_cert(ca_key, ca, key.public_key(), NODE, names, 10, now=now)
+    elif case == "other-ca":
+        k2, ca2 = C.create_ca("other Receptor Root CA", "ecdsa-p256")
+        cert = C.sign_node_cert(k2, ca2, key.public_key(), NODE, names, 3650)
+    elif case == "wrong-names":
+        cert = C.sign_node_cert(ca_key, ca, key.public_key(), NODE, ["elsewhere.example.com"], 3650)
+    else:
+        cert = C.sign_node_cert(ca_key, ca, C.generate_key("rsa2048").public_key(), NODE, names, 3650)
+    change = _cert_change(eng, node, release, _with_cert(facts, cert, key))
+    assert isinstance(change, Change), change
+    assert change.summary.startswith("issue: ") and expect in change.summary, change.summary
+    assert change.summary.endswith("(key made on the node)")
+    assert change.exchange is not None  # the CSR comes back from the node mid-apply

@@ -55,7 +55,7 @@ def plugin(generation: int, secret: str):
 
 
 def engine_for(minilab, generation: int, secret: str = "SUPER-SECRET-KEY-MATERIAL\n"):
-    plugins = create_plugin_manager(autoload=False, block={"base_node"}, extra=[("opsplugin", plugin(generation, secret))])
+    plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[("opsplugin", plugin(generation, secret))])
     text = f"""\
 mesh: ops
 defaults:
@@ -121,7 +121,7 @@ def test_a_failing_step_stops_the_host_and_leaves_no_half_written_file(minilab):
         ]
 
     mod.meshctl_node_operations = meshctl_node_operations
-    plugins = create_plugin_manager(autoload=False, block={"base_node"}, extra=[("failplugin", mod)])
+    plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[("failplugin", mod)])
     text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
            f"    ssh: {{user: root, key: {minilab.key}}}\n"
     topo = parse_topology(text, "mesh.yml", plugins)

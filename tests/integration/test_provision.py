@@ -23,6 +23,7 @@ defaults:
   ssh: {{user: {user}, key: {lab.key}, become: true}}
   listener: {{port: 27199, protocol: tcp}}
 receptor: {{start: false}}
+work_signing: {{generate: true}}
 nodes:
   - name: awx-task
     role: control
@@ -46,6 +47,7 @@ nodes:
     address: {lab.ip('hidden2', 'iso')}
     peers: [hidden01]
     ssh: {{via: hidden01}}
+    certificates: {{key_location: controller}}
 {extra_nodes}"""
 
 
@@ -66,7 +68,9 @@ def test_first_provision_changes_every_host(provisioned):
     for h in hosts.values():
         assert h["status"] == "changed", h
         assert h["applied"] and h["changed"] > 5
-        assert h["round_trips"] == 3  # OS, facts, apply
+        # OS, facts, apply up to the CSR, then the signed certificate; hidden02's key
+        # is made by meshctl (key_location: controller), so it needs no exchange.
+        assert h["round_trips"] == (3 if h["node"] == "hidden02" else 4), h
         assert h["os"].startswith("Debian GNU/Linux 12")
     assert provisioned["summary"] == {"ok": 0, "changed": 4, "failed": 0, "unreachable": 0}
 
@@ -274,6 +278,7 @@ mesh: itest
 defaults:
   listener: {{port: 27199}}
 receptor: {{start: false}}
+work_signing: {{generate: true}}
 nodes:
   - name: hop01
     role: hop
@@ -295,3 +300,130 @@ nodes:
                                  "--ssh-config", str(cfg), "--limit", "hidden01", check_rc=1)
     assert bad["hosts"][0]["cause"] == "hostkey-unknown", bad
     assert minilab.ip('hop') in bad["hosts"][0]["error"]
+
+
+NODES = (("hop", "hop01"), ("node1", "exec01"), ("hidden", "hidden01"), ("hidden2", "hidden02"))
+
+
+def cert_facts(lab, short, node):
+    """Read a node's certificate with the node's own openssl (a second implementation)."""
+    crt, key = R.node_cert(node), R.node_key(node)
+    return {
+        "verify": lab.exec(short, "openssl", "verify", "-CAfile", R.CA_FILE, crt, check=False).stdout.strip(),
+        "text": lab.exec(short, "openssl", "x509", "-in", crt, "-noout", "-subject", "-enddate", "-serial",
+                         "-ext", "subjectAltName,keyUsage,extendedKeyUsage").stdout,
+        "cert_pub": lab.exec(short, "openssl", "x509", "-in", crt, "-noout", "-pubkey").stdout,
+        "key_pub": lab.exec(short, "openssl", "pkey", "-in", key, "-pubout").stdout,
+        "modes": lab.exec(short, "stat", "-c", "%n %U:%G %a", crt, key, R.CA_FILE).stdout.splitlines(),
+    }
+
+
+def test_every_node_has_a_certificate_that_chains_and_carries_its_node_id(minilab, provisioned):
+    for short, node in NODES:
+        f = cert_facts(minilab, short, node)
+        assert f["verify"] == f"{R.node_cert(node)}: OK", f["verify"]
+        assert f"subject=CN = {node}\n" in f["text"]
+        assert f"othername: 1.3.6.1.4.1.2312.19.1::{node}" in f["text"]
+        assert "TLS Web Server Authentication, TLS Web Client Authentication" in f["text"]
+        assert f["cert_pub"] == f["key_pub"] and "BEGIN PUBLIC KEY" in f["key_pub"]
+        assert f["modes"] == [f"{R.node_cert(node)} awx:awx 640", f"{R.node_key(node)} awx:awx 600",
+                              f"{R.CA_FILE} awx:awx 640"]
+        assert minilab.exec(short, "sh", "-c", f"ls {R.TLS_DIR} | grep -c '.new$' || true").stdout.strip() == "0"
+
+
+def test_node_keys_never_left_their_node(minilab, provisioned, _private_state_dir):
+    """key_location node (the default): the private key was made on the node and
+    only a CSR travelled. Read it out of band and look for it on the controller."""
+    state = _private_state_dir / "itest"
+    ca_key = state / "ca.key"
+    assert oct(ca_key.stat().st_mode & 0o777) == "0o600"
+    from meshctl.core import certs as C
+
+    ca = C.load_cert((state / "ca.crt").read_bytes())
+    assert ca.subject.rfc4514_string() == "CN=itest Receptor Root CA"
+    assert C.key_type_of(ca) == "rsa4096"
+    controller_files = b"".join(p.read_bytes() for p in state.rglob("*") if p.is_file())
+    for short, node in NODES[:3]:
+        key = minilab.exec(short, "cat", R.node_key(node)).stdout
+        body = "".join(key.strip().splitlines()[1:-1])
+        assert body and body.encode() not in controller_files
+    # The work-signing pair was generated in the state directory; nodes got the public half.
+    assert oct((state / "work-private.pem").stat().st_mode & 0o777) == "0o600"
+    pub = (state / "work-public.pem").read_text()
+    assert minilab.exec("node1", "cat", R.WORK_PUBLIC_KEY).stdout == pub
+    conf = yaml.safe_load(minilab.exec("node1", "cat", R.CONF_FILE).stdout)
+    assert {"work-verification": {"publickey": R.WORK_PUBLIC_KEY}} in conf
+    assert next(s["work-command"] for s in conf if "work-command" in s)["verifysignature"] is True
+    assert minilab.exec("hop", "test", "-e", R.WORK_PUBLIC_KEY, check=False).returncode == 1
+
+
+def test_certs_status_renew_and_key_type_change(minilab, mesh, provisioned, tmp_path):
+    kh = ("--known-hosts", str(minilab.known_hosts))
+    status = minilab.provision_json("certs", "status", "-f", str(mesh), *kh)
+    by = {r["node"]: r for r in status["nodes"]}
+    assert {n: r["status"] for n, r in by.items()} == {n: "ok" for _, n in NODES}
+    assert by["exec01"]["node_ids"] == ["exec01"] and by["exec01"]["chain_ok"] and by["exec01"]["key_matches"]
+    assert 3649 < by["exec01"]["days_left"] <= 3650
+
+    before = {n: cert_facts(minilab, s, n) for s, n in NODES}
+    r = minilab.meshctl("certs", "renew", "-f", str(mesh), *kh, "--node", "exec01", "--force")
+    assert "1 host(s): 0 ok, 1 changed" in r.stdout, r.stdout
+    after = {n: cert_facts(minilab, s, n) for s, n in NODES}
+    serial = lambda f: [ln for ln in f["text"].splitlines() if ln.startswith("serial=")]  # noqa: E731
+    assert serial(after["exec01"]) != serial(before["exec01"])
+    assert after["exec01"]["key_pub"] == before["exec01"]["key_pub"]  # renewal keeps the node's key
+    for other in ("hop01", "hidden01", "hidden02"):
+        assert serial(after[other]) == serial(before[other])
+    # Nothing to renew within 30 days: a no-op.
+    r = minilab.meshctl("certs", "renew", "-f", str(mesh), *kh, "--within", "30")
+    assert "4 host(s): 4 ok, 0 changed" in r.stdout, r.stdout
+
+    # A new key type means a new key, made on the node beside the old one.
+    text = mesh.read_text().replace("work_signing:", "certificates: {key_type: ecdsa-p256}\nwork_signing:")
+    ec = minilab.write_mesh(tmp_path / "mesh.yml", text)
+    out = minilab.provision_json("provision", "-f", str(ec), *kh, "--limit", "exec01,hidden02")
+    for h in out["hosts"]:
+        assert [c["summary"] for c in h["changes"] if c["id"].startswith("cert:")] == [
+            "issue: key type rsa2048, want ecdsa-p256 ("
+            + ("key made on the node)" if h["node"] == "exec01" else "key made by meshctl)")]
+    for short, node in (("node1", "exec01"), ("hidden2", "hidden02")):
+        f = cert_facts(minilab, short, node)
+        assert f["verify"].endswith(": OK") and f["cert_pub"] == f["key_pub"]
+        assert "id-ecPublicKey" in minilab.exec(short, "openssl", "pkey", "-in", R.node_key(node), "-noout",
+                                                 "-text_pub").stdout or "ASN1 OID: prime256v1" in \
+            minilab.exec(short, "openssl", "pkey", "-in", R.node_key(node), "-noout", "-text_pub").stdout
+    again = minilab.provision_json("provision", "-f", str(ec), *kh, "--limit", "exec01,hidden02")
+    assert all(h["changed"] == 0 for h in again["hosts"]), again
+    # Back to the topology the other tests use.
+    minilab.provision_json("provision", "-f", str(mesh), *kh, "--limit", "exec01,hidden02")
+
+
+def test_rotate_ca_keeps_trust_and_ends_on_the_new_ca(minilab, mesh, provisioned, _private_state_dir):
+    kh = ("--known-hosts", str(minilab.known_hosts))
+    state = _private_state_dir / "itest"
+    old_ca = (state / "ca.crt").read_bytes()
+    plan = minilab.meshctl("certs", "rotate-ca", "-f", str(mesh), *kh)
+    assert "1. [todo] create a new CA" in plan.stdout and "run again with --apply" in plan.stdout
+    assert (state / "ca.crt").read_bytes() == old_ca and not (state / "ca-next.crt").exists()
+    r = minilab.meshctl("certs", "rotate-ca", "-f", str(mesh), *kh, "--apply")
+    assert "rotation complete" in r.stdout, r.stdout + r.stderr
+    new_ca = (state / "ca.crt").read_bytes()
+    assert new_ca != old_ca and list(state.glob("ca-retired-*.crt"))
+    for short, node in NODES:
+        assert minilab.exec(short, "cat", R.CA_FILE).stdout.encode() == new_ca
+        f = cert_facts(minilab, short, node)
+        assert f["verify"].endswith(": OK")
+    again = minilab.provision_json("provision", "-f", str(mesh), *kh)
+    assert all(h["changed"] == 0 for h in again["hosts"]), again
+
+
+def test_certs_issue_offline(minilab, mesh, tmp_path):
+    import subprocess
+
+    out = tmp_path / "out"
+    minilab.meshctl("certs", "issue", "-f", str(mesh), "--out", str(out), "--node", "exec01,hop01")
+    assert sorted(p.name for p in out.iterdir()) == ["ca.crt", "exec01.crt", "exec01.key", "hop01.crt", "hop01.key"]
+    assert oct((out / "exec01.key").stat().st_mode & 0o777) == "0o600"
+    v = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "exec01.crt")],
+                       capture_output=True, text=True, timeout=30)
+    assert v.stdout.strip().endswith(": OK"), v.stdout + v.stderr

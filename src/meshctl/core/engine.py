@@ -18,7 +18,7 @@ from typing import Any
 
 from meshctl.core import facts as F
 from meshctl.core.errors import MeshctlError
-from meshctl.core.ops import Change, Cmd, NoChange, Operation, OperationError
+from meshctl.core.ops import Change, Cmd, NoChange, Operation, OperationError, Service
 from meshctl.core.plugins import MeshctlPlugins
 from meshctl.core.topology import Node, Topology
 from meshctl.core.transport import RemoteError, SSHOptions, TransportPool, UnreachableError
@@ -102,6 +102,11 @@ def detect_os(plugins: MeshctlPlugins, release: OSRelease) -> OSFamily:
 def build_operations(plugins: MeshctlPlugins, ctx: NodeContext) -> list[Operation]:
     ctx.receptor_config = plugins.receptor_config(ctx)
     ops = plugins.node_operations(ctx)
+    # Services react to the files before them, whichever plugin wrote those files.
+    ops = [o for o in ops if not isinstance(o, Service)] + [o for o in ops if isinstance(o, Service)]
+    keep = ctx.options.get("op_filter")
+    if keep is not None:
+        ops = [o for o in ops if keep(o)]
     seen: dict[str, Operation] = {}
     for op in ops:
         if op.id in seen:
@@ -154,7 +159,10 @@ def _render_cmd(cmd: Cmd, step: int, boundary: str) -> list[str]:
     if cmd.stdin is None:
         if cmd.line.startswith("_tmp="):  # assignments must run in this shell
             return [f"{cmd.line} || _fail {step} $?"]
-        return [f"{{ {cmd.line} ; }} </dev/null 2>&1 || _fail {step} $?"]
+        body = cmd.line.rstrip().rstrip(";")
+        if "\n" in body:  # a multi-line script: its own lines, then the closing brace
+            return ["{", body, f"}} </dev/null 2>&1 || _fail {step} $?"]
+        return [f"{{ {body} ; }} </dev/null 2>&1 || _fail {step} $?"]
     delim = f"MESHCTL_{boundary[-16:].upper()}_EOF"
     body = cmd.stdin if cmd.stdin.endswith("\n") else cmd.stdin + "\n"
     return [f"{{ {cmd.line} ; }} 2>&1 <<'{delim}' || _fail {step} $?", body.rstrip("\n"), delim]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import secrets
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +32,17 @@ _file() {
 
 @dataclass(frozen=True)
 class Fact:
-    """One fact: ``key`` identifies it, ``command`` prints it, ``kind`` picks the parser."""
+    """One fact: ``key`` identifies it, ``command`` prints it, ``kind`` picks the
+    parser (or ``parser(output, rc)`` when a plugin brings its own)."""
 
     key: str
     command: str
     kind: str
+    parser: Callable[[str, int], dict[str, Any]] | None = None
 
     def parse(self, output: str, rc: int) -> dict[str, Any]:
+        if self.parser is not None:
+            return self.parser(output, rc)
         return PARSERS[self.kind](output, rc)
 
 

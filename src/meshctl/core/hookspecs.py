@@ -82,7 +82,8 @@ def meshctl_node_operations(ctx: NodeContext) -> Iterable[Operation] | None:
 
     Called once per provisioned node after OS detection; every plugin contributes
     and the lists are concatenated in plugin registration order (built-in plugins
-    first). OS plugins check ``ctx.os_family.name``; role plugins check
+    first), except that service operations run last, after every file they may
+    react to. OS plugins check ``ctx.os_family.name``; role plugins check
     ``ctx.node.role``. Return ``None`` or an empty list when not concerned.
     Operations must be idempotent: the core gathers their facts and only runs
     what differs.

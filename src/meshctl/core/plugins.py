@@ -104,7 +104,9 @@ class MeshctlPlugins:
             plugin_name = impl.plugin_name
 
             def register(item: Any, _plugin: str = plugin_name) -> None:
-                name = item.name
+                # Topology sections are unique per scope: "certificates" may exist both
+                # as a mesh section and as a per-node override.
+                name = f"{item.scope}:{item.name}" if isinstance(item, TopologySection) else item.name
                 if name in found:
                     prev = found[name]
                     raise PluginError(

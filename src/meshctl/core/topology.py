@@ -26,7 +26,8 @@ from meshctl.core.errors import Diagnostic, TopologyError, UsageError
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-_NODE_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,252})$")
+# The node id is the certificate's CN, which X.509 caps at 64 characters.
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,63})$")
 _LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _MESH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -127,6 +128,8 @@ class Topology:
     sections: dict[str, Any] = field(default_factory=dict)
     defaults: DefaultsBase = field(default_factory=DefaultsBase)
     warnings: list[Diagnostic] = field(default_factory=list)
+    #: The plugin manager the topology was validated with (plugins read registrations).
+    plugins: Any = field(default=None, repr=False)
     _by_name: dict[str, Node] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -368,7 +371,8 @@ def _resolve(model: MeshBase, loc: yamlpos.Located, mesh_secs: list[str], node_s
             )
         )
     sections = {name: getattr(model, name, None) for name in mesh_secs}
-    return Topology(mesh=model.mesh, nodes=nodes, file=loc.file, located=loc, sections=sections, defaults=d)
+    return Topology(mesh=model.mesh, nodes=nodes, file=loc.file, located=loc, sections=sections, defaults=d,
+                    plugins=plugins)
 
 
 def _merge_listener(default: Listener | None, own: Listener | None) -> Listener | None:
@@ -423,7 +427,7 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
         base = ("nodes", node.index)
         if not _NODE_ID_RE.match(node.name):
             err(base + ("name",), f"node name {node.name!r} is not a valid receptor node id "
-                "(letters, digits, '.', '_', '@', '-'; no spaces)")
+                "(letters, digits, '.', '_', '@', '-'; no spaces; at most 64 characters)")
         if node.name in by_name:
             first = by_name[node.name]
             line, _ = loc.position(("nodes", first.index, "name"))

@@ -1,7 +1,208 @@
-"""Certificate backends (``certificates.backend`` in mesh.yml).
-
-Registered here as the home of the built-in backends; the backends themselves
-(selfsigned, file, awx-bundle) arrive with certificate issuance.
-"""
+"""Certificates for receptor: backends chosen by name in mesh.yml (selfsigned,
+file, awx-bundle, or a third party's), node certificates with the Receptor NodeID,
+the mesh CA on every node, and the work-signing public key on execution nodes."""
 
 from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+from pydantic import ValidationError
+
+from meshctl.core import receptor as R
+from meshctl.core.hookspecs import hookimpl
+from meshctl.core.ops import File, Packages
+from meshctl.core.types import CertBackend, NodeContext, TopologySection
+from meshctl.plugins.cert_backends import settings as S
+from meshctl.plugins.cert_backends.backends import (
+    AwxBundle,
+    AwxBundleOptions,
+    BackendContext,
+    CertError,
+    FileBackend,
+    FileOptions,
+    SelfSigned,
+    SelfSignedOptions,
+    load_ca_files,
+)
+from meshctl.plugins.cert_backends.ops import NodeCertificate
+
+SERVICE = f"service:{R.UNIT_NAME}"
+
+
+@hookimpl
+def meshctl_register_cert_backends(register):
+    register(CertBackend("selfsigned", SelfSigned, SelfSignedOptions,
+                         "meshctl creates and keeps the mesh CA in its state directory"))
+    register(CertBackend("file", FileBackend, FileOptions, "your own CA certificate and key (e.g. AWX's)"))
+    register(CertBackend("awx-bundle", AwxBundle, AwxBundleOptions,
+                         "the node certificate and key from an AWX install bundle"))
+
+
+@hookimpl
+def meshctl_register_topology_sections(register):
+    register(TopologySection("certificates", S.CertificatesSection, "mesh", "how node certificates are made"))
+    register(TopologySection("certificates", S.NodeCertificates, "node", "per-node certificate overrides"))
+    register(TopologySection("work_signing", S.WorkSigning, "mesh", "work-signing public key"))
+
+
+# -- backends ------------------------------------------------------------------
+
+_backends: dict[tuple, Any] = {}
+_lock = threading.Lock()
+
+
+def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
+    """The backend object for a node (cached: one CA load per run)."""
+    eff = S.effective(topo, node)
+    key = (id(topo), eff.backend, json.dumps(eff.options, sort_keys=True, default=str))
+    with _lock:
+        if key not in _backends:
+            reg = plugins.cert_backends()[eff.backend]
+            options = reg.options_model.model_validate(eff.options) if reg.options_model else eff.options
+            ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo))
+            _backends[key] = reg.factory(options, ctx)
+        return _backends[key]
+
+
+def key_location(backend: Any, eff: S.Effective) -> str:
+    return eff.key_location if getattr(backend, "supports_csr", False) else "controller"
+
+
+# -- validation ------------------------------------------------------------------
+
+@hookimpl
+def meshctl_validate_topology(topology, report):
+    plugins = _plugins_of(topology)
+    registered = plugins.cert_backends() if plugins else {}
+    mesh = S.mesh_settings(topology)
+    has_section = topology.sections.get("certificates") is not None
+    checked: set[str] = set()
+    for node in topology.managed_nodes:
+        own = node.sections.get("certificates")
+        eff = S.effective(topology, node)
+        base = ("nodes", node.index, "certificates") if own is not None and own.backend else ("certificates",)
+        if eff.backend not in registered:
+            path = base + ("backend",) if (own is not None and own.backend) or has_section else ("nodes", node.index)
+            report(path, f"unknown certificate backend {eff.backend!r}; available: {', '.join(sorted(registered))}")
+            continue
+        reg = registered[eff.backend]
+        opts_path = (("nodes", node.index, "certificates", "options") if own is not None and own.options is not None
+                     else ("certificates", "options"))
+        if reg.options_model is not None:
+            try:
+                options = reg.options_model.model_validate(eff.options)
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    report(opts_path + tuple(err["loc"]), f"{eff.backend} backend option "
+                           f"{'.'.join(str(x) for x in err['loc']) or 'options'}: {err['msg']}")
+                continue
+        else:
+            options = eff.options
+        sig = (eff.backend, json.dumps(eff.options, sort_keys=True, default=str))
+        if str(sig) in checked:
+            continue
+        checked.add(str(sig))
+        ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology))
+        if eff.backend == "file":
+            try:
+                load_ca_files(ctx.path(options.ca_cert), ctx.path(options.ca_key))
+            except CertError as exc:
+                report(opts_path, str(exc))
+        elif eff.backend == "awx-bundle":
+            try:
+                b = AwxBundle(options, ctx)
+                if b.bundle.node_id != node.name:
+                    report(opts_path + ("bundle",), f"{b.path} is the bundle of node {b.bundle.node_id!r}, "
+                           f"not {node.name!r}")
+            except CertError as exc:
+                report(opts_path + ("bundle",), str(exc))
+            if own is not None and own.key_location == "node":
+                report(("nodes", node.index, "certificates", "key_location"),
+                       "awx-bundle brings AWX's key: key_location must be controller")
+    ws = topology.sections.get("work_signing")
+    if ws is not None and ws.public_key:
+        p = S.resolve_path(topology, ws.public_key)
+        try:
+            from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+            load_pem_public_key(p.read_bytes())
+        except OSError as exc:
+            report(("work_signing", "public_key"), f"{p}: cannot read: {exc.strerror}")
+        except ValueError:
+            report(("work_signing", "public_key"), f"{p}: not a PEM public key")
+    del mesh
+
+
+def _plugins_of(topology: Any) -> Any:
+    return getattr(topology, "plugins", None)
+
+
+# -- work signing ------------------------------------------------------------------
+
+def work_public_key(topo: Any) -> bytes | None:
+    ws = topo.sections.get("work_signing")
+    if ws is None:
+        return None
+    if ws.public_key:
+        return S.resolve_path(topo, ws.public_key).read_bytes()
+    from meshctl.core.certs import work_signing_keypair
+    from meshctl.plugins.cert_backends.backends import write_private
+
+    d = S.state_dir(topo)
+    pub, priv = d / "work-public.pem", d / "work-private.pem"
+    with _lock:
+        if not pub.exists():
+            private_pem, public_pem = work_signing_keypair()
+            write_private(priv, private_pem)
+            pub.write_bytes(public_pem)
+    return pub.read_bytes()
+
+
+@hookimpl
+def meshctl_receptor_config(ctx: NodeContext):
+    if ctx.node.role != "execution" or ctx.topology.sections.get("work_signing") is None:
+        return None
+    return [{"work-verification": {"publickey": R.WORK_PUBLIC_KEY}}]
+
+
+# -- operations --------------------------------------------------------------------
+
+@hookimpl
+def meshctl_node_operations(ctx: NodeContext):
+    node, topo = ctx.node, ctx.topology
+    if not node.managed:
+        return None
+    from meshctl.plugins.base_node import settings as receptor_settings
+
+    rs = receptor_settings(ctx)
+    plugins = ctx.options.get("plugins") or _plugins_of(topo)
+    backend = backend_for(plugins, topo, node)
+    eff = S.effective(topo, node)
+    renew = ctx.options.get("cert_renew_within")
+    force = node.name in (ctx.options.get("cert_force") or ())
+    trust = backend.trust_bundle()
+    ops: list[Any] = [
+        Packages(id="packages:openssl", names=["openssl"]),
+        File(path=R.CA_FILE, content=trust, mode="0640", owner=rs.user, group=rs.group, notify=[SERVICE]),
+        NodeCertificate(
+            node_id=node.name, addresses=S.node_addresses(node), key_type=eff.key_type, days=eff.validity_days,
+            renew_within=eff.renew_within_days if renew is None else int(renew),
+            key_location=key_location(backend, eff), backend=backend, trust_pem=trust,
+            cert_path=R.node_cert(node.name), key_path=R.node_key(node.name), owner=rs.user, group=rs.group,
+            force=force, notify=[SERVICE],
+        ),
+    ]
+    pub = work_public_key(topo) if node.role == "execution" else None
+    if pub is not None:
+        ops.append(File(path=R.WORK_PUBLIC_KEY, content=pub, mode="0640", owner=rs.user, group=rs.group,
+                        notify=[SERVICE]))
+    return ops
+
+
+@hookimpl
+def meshctl_register_commands(cli):
+    from meshctl.plugins.cert_backends.commands import register
+
+    register(cli)

@@ -1,0 +1,257 @@
+"""The built-in certificate backends and the interface third-party ones implement.
+
+A backend object (what ``CertBackend.factory(options, context)`` returns) has:
+
+- ``supports_csr: bool`` -- it can sign a CSR made on the node (``key_location: node``);
+- ``trust_bundle() -> bytes`` -- PEM CA certificate(s) nodes trust;
+- ``sign_csr(csr_pem, node_id, addresses, days) -> bytes`` -- a PEM certificate;
+- ``issue(node_id, addresses, key_type, days) -> (key_pem, cert_pem)`` -- controller keys.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from pydantic import Field
+
+from meshctl.core import certs as C
+from meshctl.core.errors import MeshctlError
+from meshctl.core.topology import StrictModel
+
+
+class CertError(MeshctlError):
+    pass
+
+
+@dataclass
+class BackendContext:
+    mesh: str
+    state_dir: Path
+    base_dir: Path  # relative option paths resolve here (the topology file's directory)
+
+    def path(self, value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.base_dir / p
+
+
+def _pem(cert: Any) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a secret file 0600 atomically (never world-readable, not even briefly)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class _Signer:
+    """Signs with one CA (key + certificate)."""
+
+    supports_csr = True
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def signer(self) -> tuple[Any, Any]:
+        raise NotImplementedError
+
+    def trust_bundle(self) -> bytes:
+        return _pem(self.signer()[1])
+
+    def sign_csr(self, csr_pem: bytes, node_id: str, addresses: list[str], days: int) -> bytes:
+        from cryptography import x509
+
+        key, cert = self.signer()
+        csr = x509.load_pem_x509_csr(csr_pem)
+        return _pem(C.sign_node_cert(key, cert, csr.public_key(), node_id, addresses, days))
+
+    def issue(self, node_id: str, addresses: list[str], key_type: str, days: int) -> tuple[bytes, bytes]:
+        ca_key, ca_cert = self.signer()
+        key, cert = C.issue_node_cert(ca_key, ca_cert, node_id, addresses, key_type, days)
+        return C.key_to_pem(key), _pem(cert)
+
+
+class SelfSignedOptions(StrictModel):
+    pass
+
+
+class SelfSigned(_Signer):
+    """meshctl keeps the mesh CA in the state directory (key 0600, never sent to a
+    host). During ``certs rotate-ca`` a second CA ("next") is trusted alongside."""
+
+    def __init__(self, options: SelfSignedOptions | None, ctx: BackendContext):
+        super().__init__()
+        self.ctx = ctx
+        self.dir = ctx.state_dir
+        self._cache: dict[str, tuple[Any, Any]] = {}
+
+    # -- state -------------------------------------------------------------------
+    @property
+    def rotation_file(self) -> Path:
+        return self.dir / "rotation.json"
+
+    def rotation_phase(self) -> str | None:
+        try:
+            return json.loads(self.rotation_file.read_text())["phase"]
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError) as exc:
+            raise CertError(f"{self.rotation_file}: unreadable rotation state ({exc})") from None
+
+    def set_rotation_phase(self, phase: str | None) -> None:
+        if phase is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.rotation_file.unlink()
+        else:
+            write_private(self.rotation_file, json.dumps({"phase": phase}).encode())
+        self._cache.clear()
+
+    def _load(self, stem: str, create: bool) -> tuple[Any, Any] | None:
+        if stem in self._cache:
+            return self._cache[stem]
+        crt, key = self.dir / f"{stem}.crt", self.dir / f"{stem}.key"
+        with self._lock:
+            if stem in self._cache:
+                return self._cache[stem]
+            if not crt.exists() or not key.exists():
+                if not create:
+                    return None
+                k, c = C.create_ca(C.ca_common_name(self.ctx.mesh), "rsa4096", 3650)
+                self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                write_private(key, C.key_to_pem(k))
+                crt.write_bytes(_pem(c))
+            try:
+                pair = (C.load_private_key(key.read_bytes()), C.load_cert(crt.read_bytes()))
+            except (ValueError, OSError) as exc:
+                raise CertError(f"cannot read the mesh CA in {self.dir}: {exc}") from None
+            self._cache[stem] = pair
+            return pair
+
+    def current(self) -> tuple[Any, Any]:
+        pair = self._load("ca", create=True)
+        assert pair is not None
+        return pair
+
+    def next(self, create: bool = False) -> tuple[Any, Any] | None:
+        return self._load("ca-next", create=create)
+
+    def signer(self) -> tuple[Any, Any]:
+        if self.rotation_phase() in ("reissue",):
+            pair = self.next()
+            if pair is None:
+                raise CertError(f"rotation in progress but {self.dir}/ca-next.* is missing")
+            return pair
+        return self.current()
+
+    def trust_bundle(self) -> bytes:
+        bundle = _pem(self.current()[1])
+        if self.rotation_phase() in ("trust-both", "reissue"):
+            nxt = self.next()
+            if nxt is not None:
+                bundle += _pem(nxt[1])
+        return bundle
+
+    def promote_next(self) -> None:
+        """Finish a rotation: the next CA becomes the current one; the old pair is
+        kept as ca-retired-<serial>.* so nothing is lost."""
+        nxt = self.next()
+        if nxt is None:
+            raise CertError("no next CA to promote")
+        old_cert = self.current()[1]
+        tag = format(old_cert.serial_number, "x")[:16]
+        for ext in ("crt", "key"):
+            os.replace(self.dir / f"ca.{ext}", self.dir / f"ca-retired-{tag}.{ext}")
+            os.replace(self.dir / f"ca-next.{ext}", self.dir / f"ca.{ext}")
+        self.set_rotation_phase(None)
+
+
+class FileOptions(StrictModel):
+    ca_cert: str = Field(description="PEM CA certificate (e.g. AWX's <awx>-receptor-ca tls.crt)")
+    ca_key: str = Field(description="PEM CA private key (tls.key)")
+
+
+class FileBackend(_Signer):
+    """Bring your own CA, e.g. the one AWX already uses, to join an existing mesh."""
+
+    def __init__(self, options: FileOptions, ctx: BackendContext):
+        super().__init__()
+        self.cert_path = ctx.path(options.ca_cert)
+        self.key_path = ctx.path(options.ca_key)
+        self._pair: tuple[Any, Any] | None = None
+
+    def signer(self) -> tuple[Any, Any]:
+        if self._pair is None:
+            self._pair = load_ca_files(self.cert_path, self.key_path)
+        return self._pair
+
+
+def load_ca_files(cert_path: Path, key_path: Path) -> tuple[Any, Any]:
+    try:
+        cert = C.load_cert(cert_path.read_bytes())
+    except OSError as exc:
+        raise CertError(f"{cert_path}: cannot read the CA certificate: {exc.strerror}") from None
+    except ValueError as exc:
+        raise CertError(f"{cert_path}: not a PEM certificate ({exc})") from None
+    try:
+        key = C.load_private_key(key_path.read_bytes())
+    except OSError as exc:
+        raise CertError(f"{key_path}: cannot read the CA key: {exc.strerror}") from None
+    except (ValueError, TypeError) as exc:
+        raise CertError(f"{key_path}: not an unencrypted PEM private key ({exc})") from None
+    if C.public_key_pem(key) != C.public_key_pem(cert):
+        raise CertError(f"{key_path} is not the key of {cert_path}")
+    return key, cert
+
+
+class AwxBundleOptions(StrictModel):
+    bundle: str = Field(description="path to <host>_install_bundle.tar.gz downloaded from AWX")
+
+
+class AwxBundle:
+    """The node certificate, key, CA and work public key from an AWX install bundle.
+    AWX made the key, so it travels (key_location is always controller)."""
+
+    supports_csr = False
+
+    def __init__(self, options: AwxBundleOptions, ctx: BackendContext):
+        self.path = ctx.path(options.bundle)
+        self._bundle: C.AwxBundle | None = None
+
+    @property
+    def bundle(self) -> C.AwxBundle:
+        if self._bundle is None:
+            try:
+                self._bundle = C.read_awx_bundle(self.path)
+            except (OSError, ValueError) as exc:
+                raise CertError(f"{self.path}: {exc}") from None
+        return self._bundle
+
+    def trust_bundle(self) -> bytes:
+        return self.bundle.ca_pem
+
+    def sign_csr(self, csr_pem: bytes, node_id: str, addresses: list[str], days: int) -> bytes:
+        raise CertError("the awx-bundle backend cannot sign CSRs: AWX issued this node's key and certificate")
+
+    def issue(self, node_id: str, addresses: list[str], key_type: str, days: int) -> tuple[bytes, bytes]:
+        b = self.bundle
+        if b.node_id != node_id:
+            raise CertError(f"{self.path} holds the certificate of node {b.node_id!r}, not {node_id!r}")
+        return b.key_pem, b.cert_pem
+
+    @property
+    def fixed(self) -> bool:
+        """The certificate is what it is: compare content, never reissue."""
+        return True

@@ -1,0 +1,293 @@
+"""``meshctl certs issue|status|renew|rotate-ca`` and ``meshctl import awx-bundle``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshctl.core import cli as corecli
+from meshctl.core import receptor as R
+from meshctl.core.errors import UsageError
+from meshctl.core.ops import Service
+from meshctl.plugins.cert_backends import settings as S
+
+
+def _cert_ops_only(op: Any) -> bool:
+    from meshctl.plugins.cert_backends.ops import NodeCertificate
+
+    return isinstance(op, (NodeCertificate, Service)) or op.id in (f"file:{R.CA_FILE}", "packages:openssl")
+
+
+def _nodes(topo: Any, node_opt: tuple[str, ...]) -> Any:
+    names = [n for v in node_opt for n in v.split(",") if n]
+    return corecli._select(topo, ",".join(names) if names else None)
+
+
+def register(cli: click.Group) -> None:
+    @cli.group("certs")
+    def certs() -> None:
+        """Node certificates: issue offline, status, renew, rotate the mesh CA."""
+
+    @certs.command("issue")
+    @corecli._file_option
+    @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
+                  help="Directory for <node>.crt, <node>.key and ca.crt.")
+    @click.option("--node", "node_opt", multiple=True, help="Only these nodes (repeatable, or comma separated).")
+    @click.pass_obj
+    def issue(state: Any, file: Path, out: Path, node_opt: tuple[str, ...]) -> None:
+        """Issue certificates offline (keys made here), e.g. for nodes meshctl does not reach."""
+        from meshctl.plugins.cert_backends import backend_for
+        from meshctl.plugins.cert_backends.backends import write_private
+
+        topo = corecli._load(state, file)
+        nodes = _nodes(topo, node_opt)
+        out.mkdir(parents=True, exist_ok=True)
+        trust = None
+        for node in nodes:
+            backend = backend_for(state.plugins, topo, node)
+            eff = S.effective(topo, node)
+            key_pem, cert_pem = backend.issue(node.name, S.node_addresses(node), eff.key_type, eff.validity_days)
+            write_private(out / f"{node.name}.key", key_pem)
+            (out / f"{node.name}.crt").write_bytes(cert_pem)
+            trust = backend.trust_bundle()
+            state.out.print(f"{node.name}: {out / (node.name + '.crt')}, {out / (node.name + '.key')} (0600)")
+        if trust is not None:
+            (out / "ca.crt").write_bytes(trust)
+            state.out.print(f"CA: {out / 'ca.crt'}")
+
+    @certs.command("status")
+    @corecli._file_option
+    @corecli._run_options
+    @corecli._output_option
+    @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True,
+                  help="Warn when a certificate expires within this many days.")
+    @click.pass_context
+    def status(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
+               ask_become_pass, verbose, output, warn_days) -> None:
+        """Read each node's certificate: names, NodeID, issuer, expiry, chain and key."""
+        from meshctl.core import certs as C
+        from meshctl.core import facts as F
+        from meshctl.core.output import PlainReporter, print_json
+        from meshctl.plugins.cert_backends import backend_for
+
+        state = ctx.obj
+        state.verbose += verbose
+        topo = corecli._load(state, file)
+        nodes = corecli._select(topo, limit)
+        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
+                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0),
+                                 {"op_filter": _cert_ops_only})
+        results = engine.run(nodes, apply=False, record=True)
+        rows, bad = [], 0
+        for node, r in zip(nodes, results, strict=True):
+            row: dict[str, Any] = {"node": node.name}
+            if r.recorded is None:
+                row.update(status="unreachable" if r.status == "unreachable" else "failed", error=r.error)
+                bad += 1
+                rows.append(row)
+                continue
+            facts = r.recorded["facts"]
+            cert = facts.get(f"file:{R.node_cert(node.name)}", {})
+            pem = F.decode_content(cert) if cert.get("kind") == "file" else None
+            if pem is None:
+                row.update(status="missing", error=f"no certificate at {R.node_cert(node.name)}")
+                bad += 1
+                rows.append(row)
+                continue
+            key = facts.get(f"pubkey:{R.node_key(node.name)}", {})
+            trust = backend_for(state.plugins, topo, node).trust_bundle()
+            st = C.inspect_cert(pem, trust, key.get("pem", "").encode() or None)
+            problems = st.ok(node.name, S.node_addresses(node), 0)
+            row.update(subject=st.subject_cn, names=st.dns_names + st.ip_addresses, node_ids=st.node_ids,
+                       issuer=st.issuer, not_after=st.not_after.isoformat(), days_left=round(st.days_left, 1),
+                       chain_ok=st.chain_ok, key_matches=st.key_matches, problems=problems)
+            if problems:
+                row["status"] = "problem"
+                bad += 1
+            elif st.days_left < warn_days:
+                row["status"] = "warn"
+            else:
+                row["status"] = "ok"
+            rows.append(row)
+        if output == "json":
+            print_json({"command": "certs status", "mesh": topo.mesh, "nodes": rows})
+        else:
+            _print_status(state, rows, warn_days)
+        if bad:
+            ctx.exit(1)
+
+    @certs.command("renew")
+    @corecli._file_option
+    @corecli._run_options
+    @corecli._output_option
+    @click.option("--within", type=click.IntRange(0, 36500), default=None,
+                  help="Reissue certificates expiring within DAYS [default: certificates.renew_within_days].")
+    @click.option("--node", "node_opt", multiple=True, help="Only these nodes.")
+    @click.option("--force", is_flag=True, help="Reissue even when not expiring.")
+    @click.pass_context
+    def renew(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
+              ask_become_pass, verbose, output, within, node_opt, force) -> None:
+        """Reissue certificates that need it and restart receptor (TLS files are read
+        only at start-up), one node at a time so the mesh stays connected."""
+        state = ctx.obj
+        state.verbose += verbose
+        topo = corecli._load(state, file)
+        nodes = _nodes(topo, node_opt) if node_opt else corecli._select(topo, limit)
+        options: dict[str, Any] = {"op_filter": _cert_ops_only}
+        if within is not None:
+            options["cert_renew_within"] = within
+        if force:
+            options["cert_force"] = [n.name for n in nodes]
+        _apply(ctx, topo, nodes, options, output, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
+               title="certs renew")
+
+    @certs.command("rotate-ca")
+    @corecli._file_option
+    @corecli._run_options
+    @click.option("--apply", "do_apply", is_flag=True, help="Carry the rotation out (without it: show the plan).")
+    @click.pass_context
+    def rotate_ca(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
+                  ask_become_pass, verbose, do_apply) -> None:
+        """Replace the mesh CA without breaking the mesh: nodes trust old and new CA,
+        every certificate is reissued by the new one, then the old CA is dropped."""
+        from meshctl.plugins.cert_backends import backend_for
+        from meshctl.plugins.cert_backends.backends import SelfSigned
+
+        state = ctx.obj
+        state.verbose += verbose
+        topo = corecli._load(state, file)
+        nodes = corecli._select(topo, None)
+        if limit:
+            raise UsageError("rotate-ca works on the whole mesh: every node must trust the new CA")
+        backends = {id(backend_for(state.plugins, topo, n)): backend_for(state.plugins, topo, n) for n in nodes}
+        if len(backends) != 1 or not isinstance(next(iter(backends.values())), SelfSigned):
+            raise UsageError("rotate-ca rotates the CA meshctl keeps (backend selfsigned) used by every node; "
+                             "with the file backend, create the new CA yourself and follow docs/certificates.md")
+        backend: SelfSigned = next(iter(backends.values()))
+        phase = backend.rotation_phase()
+        cur = backend.current()[1]
+        steps = [
+            ("trust-both", "create a new CA; every node trusts old + new (restart one node at a time)"),
+            ("reissue", "reissue every node certificate from the new CA (one node at a time)"),
+            ("finish", "drop the old CA: nodes trust only the new one; the old CA is kept as ca-retired-*"),
+        ]
+        order = [s for s, _ in steps]
+        start = 0 if phase is None else order.index(phase) + (1 if phase == "trust-both" else 0)
+        state.out.print(f"mesh CA: {cur.subject.rfc4514_string()}  (state: {backend.dir})", markup=False)
+        state.out.print(f"rotation in progress: {phase}" if phase else "no rotation in progress")
+        for i, (_name, text) in enumerate(steps):
+            mark = "done" if i < start else "todo"
+            state.out.print(f"  {i + 1}. [{mark}] {text}", markup=False)
+        state.out.print(f"nodes: {', '.join(n.name for n in nodes)}")
+        if not do_apply:
+            state.out.print("review, then run again with --apply")
+            return
+        common = (accept_new_host_keys, known_hosts, ssh_config, ask_become_pass)
+        if phase is None:
+            backend.next(create=True)
+            backend.set_rotation_phase("trust-both")
+            phase = "trust-both"
+        if phase == "trust-both":
+            _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", *common, title="1/3 trust both CAs",
+                   exit_on_failure=True)
+            backend.set_rotation_phase("reissue")
+            phase = "reissue"
+        if phase == "reissue":
+            _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only, "cert_force": [n.name for n in nodes]},
+                   "text", *common, title="2/3 reissue from the new CA", exit_on_failure=True)
+            backend.promote_next()
+        _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", *common, title="3/3 drop the old CA",
+               exit_on_failure=True)
+        state.out.print(f"rotation complete: mesh CA is now {backend.current()[1].subject.rfc4514_string()}")
+
+    imp = cli.commands.get("import")
+    if isinstance(imp, click.Group):
+        @imp.command("awx-bundle")
+        @click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+        @click.pass_obj
+        def import_awx_bundle(state: Any, bundle: Path) -> None:
+            """Print the mesh.yml node entry for an AWX install bundle."""
+            from meshctl.core import certs as C
+
+            try:
+                b = C.read_awx_bundle(bundle)
+            except (OSError, ValueError) as exc:
+                raise UsageError(f"{bundle}: {exc}") from None
+            click.echo(awx_bundle_entry(b, bundle), nl=False)
+
+
+def awx_bundle_entry(b: Any, path: Path) -> str:
+    lines = [
+        f"  # From AWX install bundle {path.name} ({b.layout} layout).",
+        f"  - name: {b.node_id}",
+        f"    role: {b.role}",
+        f"    address: {b.host}",
+    ]
+    if b.listener_port and b.listener_port != 27199:
+        lines.append(f"    listener: {{port: {b.listener_port}}}")
+    if b.peers:
+        lines.append("    # The bundle peers to these addresses; add them as nodes (usually the control")
+        lines.append("    # node or a hop) and list their node names under peers:")
+        for address, protocol in b.peers:
+            lines.append(f"    #   {address} ({protocol})")
+        lines.append("    peers: []")
+    if b.user:
+        lines.append(f"    ssh: {{user: {b.user}}}")
+    lines += [
+        "    certificates:",
+        "      backend: awx-bundle",
+        f"      options: {{bundle: {os.path.abspath(path)}}}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: str, accept_new_host_keys: bool,
+           known_hosts: Any, ssh_config: Any, ask_become_pass: bool, title: str, exit_on_failure: bool = True) -> list:
+    from meshctl.core.output import PlainReporter, print_json, print_summary, summary_counts
+
+    state = ctx.obj
+    # One node at a time: a restarting node must never take the whole mesh down.
+    engine = corecli._engine(state, topo, 1, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
+                             PlainReporter(verbose=state.verbose > 0), options)
+    results = []
+    for node in nodes:
+        (res,) = engine.run([node], apply=True)
+        results.append(res)
+        if res.status in ("failed", "unreachable"):
+            break
+    if output == "json":
+        print_json({"command": title, "summary": summary_counts(results), "hosts": [r.to_json() for r in results]})
+    else:
+        print_summary(state.out, results, verbose=state.verbose > 0, title=title)
+    if any(r.status in ("failed", "unreachable") for r in results) and exit_on_failure:
+        ctx.exit(1)
+    return results
+
+
+def _print_status(state: Any, rows: list[dict], warn_days: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    style = {"ok": "green", "warn": "yellow", "problem": "bold red", "missing": "bold red",
+             "unreachable": "bold magenta", "failed": "bold red"}
+    t = Table(title="certificates", title_justify="left", header_style="bold")
+    for col in ("node", "status", "NodeID", "names", "issuer", "not after", "days", "chain", "key"):
+        t.add_column(col)
+    for r in rows:
+        st = r["status"]
+        if "subject" not in r:
+            t.add_row(escape(r["node"]), f"[{style[st]}]{st}[/]", "", escape(r.get("error") or ""), "", "", "", "", "")
+            continue
+        t.add_row(escape(r["node"]), f"[{style[st]}]{st}[/]", escape(",".join(r["node_ids"])),
+                  escape(",".join(r["names"])), escape(r["issuer"]), r["not_after"][:10], f"{r['days_left']:.0f}",
+                  "ok" if r["chain_ok"] else "BAD", "ok" if r["key_matches"] else "BAD")
+    state.out.print(t)
+    for r in rows:
+        for p in r.get("problems") or []:
+            state.out.print(f"{escape(r['node'])}: {escape(p)}")
+        if r["status"] == "warn":
+            state.out.print(f"{escape(r['node'])}: expires in {r['days_left']:.0f} days (< {warn_days}): "
+                            "run meshctl certs renew")
