@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -163,6 +164,7 @@ class Lab:
             f"  ssh: {{user: root, key: {self.key}, become: true}}",
             "  listener: {port: 27199, protocol: tcp}",
             "receptor: {start: false}   # no receptor binary can be had on these machines",
+            "work_signing: {generate: true}",
             "nodes:",
             "  - name: awx-task",
             "    role: control",
@@ -184,10 +186,37 @@ class Lab:
     def meshctl(self, *args: str, log_name: str) -> subprocess.CompletedProcess:
         cmd = [sys.executable, "-m", "meshctl", *args, "-f", str(self.work / "mesh.yml"),
                "--known-hosts", str(self.work / "known_hosts")]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800,
-                           env={**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1"})
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=self.meshctl_env())
         (self.logs / log_name).write_text(f"$ {' '.join(cmd)}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}")
         return r
+
+    def meshctl_env(self) -> dict[str, str]:
+        # The lab's mesh CA and work-signing key live with the lab, not in ~/.local/share.
+        return {**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "MESHCTL_STATE_DIR": str(self.work / "state")}
+
+    def renew_certificates(self) -> None:
+        with self.step("meshctl certs renew"):
+            before = self._cert_status("certs-status-1.log")
+            r = self.meshctl("certs", "renew", "--force", "-o", "json", log_name="certs-renew.log")
+            if r.returncode != 0:
+                raise labkit.LabError(f"certs renew failed (exit {r.returncode}): {r.stderr.strip()[-1000:]}")
+            after = self._cert_status("certs-status-2.log")
+            same = [n for n in before if before[n]["serial"] == after[n]["serial"]]
+            older = [n for n in before if after[n]["not_after"] < before[n]["not_after"]]
+            if same or older:
+                self.step_host = ", ".join(same + older)
+                raise labkit.LabError(f"renewal did not replace certificates: same serial {same}, older {older}")
+            for n in after:
+                self.log(f"    {n:<10} serial {before[n]['serial'][:12]}.. -> {after[n]['serial'][:12]}.., "
+                         f"not after {after[n]['not_after'][:19]}")
+
+    def _cert_status(self, log_name: str) -> dict[str, dict]:
+        r = self.meshctl("certs", "status", "-o", "json", log_name=log_name)
+        rows = {row["node"]: row for row in json.loads(r.stdout)["nodes"]}
+        bad = {n: row.get("problems") or row.get("error") for n, row in rows.items() if row["status"] != "ok"}
+        if r.returncode != 0 or bad:
+            raise labkit.LabError(f"certs status reports problems: {bad}")
+        return rows
 
     def provision(self, n: int) -> dict:
         with self.step(f"meshctl provision #{n}"):
@@ -208,8 +237,7 @@ class Lab:
 
     def verify(self) -> None:
         with self.step("testinfra verify"):
-            env = {**os.environ, "MESHLAB_INVENTORY": str(self.work / "inventory.json"),
-                   "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1"}
+            env = {**self.meshctl_env(), "MESHLAB_INVENTORY": str(self.work / "inventory.json")}
             cmd = [sys.executable, "-m", "pytest", str(HERE / "verify"), "-p", "no:cacheprovider", "-q",
                    "-o", "addopts=", "--rootdir", str(HERE / "verify"),
                    f"--junitxml={self.logs / 'verify.xml'}"]
@@ -230,6 +258,8 @@ class Lab:
         env = self.env or labkit.prepare_host(self.work)
         self._close_ssh_masters()
         labkit.remove_prefixed(PREFIX, env=env)
+        # The lab's CA goes with the lab: a new lab gets a new mesh.
+        shutil.rmtree(self.work / "state", ignore_errors=True)
 
     def _close_ssh_masters(self) -> None:
         """Stop the ControlMaster processes our ssh_config started (ssh -O exit
@@ -258,6 +288,8 @@ def run_podman(args: argparse.Namespace) -> int:
         lab.verify()
         second = lab.provision(2)
         lab.idempotence(second)
+        lab.renew_certificates()
+        lab.idempotence(lab.provision(3))
         ok = True
         del first
     except (labkit.LabError, subprocess.TimeoutExpired, OSError) as exc:

@@ -102,7 +102,7 @@ def register(cli: click.Group) -> None:
             st = C.inspect_cert(pem, trust, key.get("pem", "").encode() or None)
             problems = st.ok(node.name, S.node_addresses(node), 0)
             row.update(subject=st.subject_cn, names=st.dns_names + st.ip_addresses, node_ids=st.node_ids,
-                       issuer=st.issuer, not_after=st.not_after.isoformat(), days_left=round(st.days_left, 1),
+                       issuer=st.issuer, serial=format(st.serial, "x"), not_after=st.not_after.isoformat(), days_left=round(st.days_left, 1),
                        chain_ok=st.chain_ok, key_matches=st.key_matches, problems=problems)
             if problems:
                 row["status"] = "problem"
