@@ -291,8 +291,9 @@ def test_temporary_directory_removed_when_openssl_fails(plugin, ca, tmp_path, sc
     (tmp_path / "ca.crt").write_bytes(pem(ca[1]))
     write_secret(tmp_path / "ca.key", C.key_to_pem(C.generate_key("ecdsa-p256")))  # not the CA's key
     backend = build(plugin, tmp_path)
-    with pytest.raises(plugin.OpenSSLBackendError, match=r"signing the certificate of node 'n1'.*x509 failed"):
+    with pytest.raises(plugin.OpenSSLBackendError, match=r"signing the certificate of node 'n1'.*x509 failed") as info:
         backend.issue("n1", [], "ecdsa-p256", 5)
+    assert ":error:" not in str(info.value)  # openssl's reason, not its internal error stack
     assert list(scratch.iterdir()) == []
 
 
@@ -365,8 +366,9 @@ def test_encrypted_ca_key_fails_instead_of_prompting(plugin, ca, tmp_path):
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.BestAvailableEncryption(b"secret")))
     backend = build(plugin, tmp_path)
-    with pytest.raises(plugin.OpenSSLBackendError, match="x509 failed"):
+    with pytest.raises(plugin.OpenSSLBackendError, match="x509 failed") as info:
         backend.issue("n1", [], "ecdsa-p256", 5)
+    assert "CA private key" in str(info.value)
 
 
 def test_openssl_runs_are_bounded(plugin, ca, tmp_path, monkeypatch):
@@ -534,3 +536,30 @@ def test_installed_backend_off_when_autoload_is_disabled(venv_python, mesh_dir):
     assert proc.returncode == 2
     assert "unknown certificate backend 'openssl'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_validate_reports_ca_problems_before_any_host(tmp_path):
+    """meshctl validate asks the backend: a key that is not the CA's is an error at
+    certificates.options, exit 2, before anything else happens."""
+    import os
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+
+    from meshctl.core import certs as C
+
+    _, ca = C.create_ca("t Receptor Root CA", "ecdsa-p256")
+    other_key, _ = C.create_ca("other", "ecdsa-p256")
+    (tmp_path / "ca.crt").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "ca.key").write_bytes(C.key_to_pem(other_key))
+    (tmp_path / "mesh.yml").write_text(
+        "mesh: t\ncertificates:\n  backend: openssl\n  options: {ca_cert: ca.crt, ca_key: ca.key}\n"
+        "nodes:\n  - name: n1\n    role: execution\n    address: n1.example.com\n")
+    plugin_dir = Path(__file__).resolve().parent.parent / "examples" / "meshctl-certbackend-openssl"
+    env = dict(os.environ, MESHCTL_DISABLE_PLUGIN_AUTOLOAD="1", MESHCTL_STATE_DIR=str(tmp_path / "state"),
+               PYTHONPATH=str(plugin_dir), PYTHONDONTWRITEBYTECODE="1")
+    r = subprocess.run([sys.executable, "-m", "meshctl", "-p", "meshctl_certbackend_openssl", "validate", "-f",
+                        "mesh.yml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert "mesh.yml:4:" in r.stderr and "ca.key is not the key of" in r.stderr

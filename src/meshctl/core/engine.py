@@ -181,6 +181,8 @@ class Engine:
     ):
         self.topology = topology
         self.plugins = plugins
+        if topology.plugins is None:
+            topology.plugins = plugins
         self.ssh = ssh or SSHOptions()
         self.forks = max(1, forks)
         self.options = options or {}

@@ -166,9 +166,9 @@ class MeshctlPlugins:
         self.pm.hook.meshctl_validate_topology(topology=topology, report=report)
 
     def receptor_config(self, ctx: NodeContext) -> list[dict[str, Any]]:
-        return _flatten(
-            reversed(self.pm.hook.meshctl_receptor_config(ctx=ctx))
-        )
+        from meshctl.core.receptor import finalize_sections
+
+        return finalize_sections(_flatten(reversed(self.pm.hook.meshctl_receptor_config(ctx=ctx))))
 
     def node_operations(self, ctx: NodeContext) -> list[Any]:
         ops = _flatten(reversed(self.pm.hook.meshctl_node_operations(ctx=ctx)))

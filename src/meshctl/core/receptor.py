@@ -88,6 +88,16 @@ _ENV.filters["scalar"] = scalar
 _TEMPLATE = _ENV.get_template("receptor.conf.j2")
 
 
+def finalize_sections(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cross-plugin consistency: when some plugin configures work verification,
+    every work-command verifies signatures (one without the other is pointless)."""
+    if any("work-verification" in s for s in sections):
+        for s in sections:
+            if "work-command" in s:
+                s["work-command"] = {**s["work-command"], "verifysignature": True}
+    return sections
+
+
 def order_sections(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(sections, key=lambda s: _ORDER.get(next(iter(s)), 8))
 

@@ -19,12 +19,10 @@ from meshctl.plugins.cert_backends.backends import (
     AwxBundle,
     AwxBundleOptions,
     BackendContext,
-    CertError,
     FileBackend,
     FileOptions,
     SelfSigned,
     SelfSignedOptions,
-    load_ca_files,
 )
 from meshctl.plugins.cert_backends.ops import NodeCertificate
 
@@ -76,7 +74,6 @@ def key_location(backend: Any, eff: S.Effective) -> str:
 def meshctl_validate_topology(topology, report):
     plugins = _plugins_of(topology)
     registered = plugins.cert_backends() if plugins else {}
-    mesh = S.mesh_settings(topology)
     has_section = topology.sections.get("certificates") is not None
     checked: set[str] = set()
     for node in topology.managed_nodes:
@@ -105,22 +102,20 @@ def meshctl_validate_topology(topology, report):
             continue
         checked.add(str(sig))
         ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology))
-        if eff.backend == "file":
-            try:
-                load_ca_files(ctx.path(options.ca_cert), ctx.path(options.ca_key))
-            except CertError as exc:
-                report(opts_path, str(exc))
-        elif eff.backend == "awx-bundle":
-            try:
-                b = AwxBundle(options, ctx)
-                if b.bundle.node_id != node.name:
-                    report(opts_path + ("bundle",), f"{b.path} is the bundle of node {b.bundle.node_id!r}, "
-                           f"not {node.name!r}")
-            except CertError as exc:
-                report(opts_path + ("bundle",), str(exc))
-            if own is not None and own.key_location == "node":
-                report(("nodes", node.index, "certificates", "key_location"),
-                       "awx-bundle brings AWX's key: key_location must be controller")
+        try:
+            backend = reg.factory(options, ctx)
+            # Optional for backends: check files and settings before any host is touched.
+            problems = backend.validate() if hasattr(backend, "validate") else []
+        except Exception as exc:  # a third-party backend's bug must read as its problem
+            problems = [f"{eff.backend} backend: {exc}"]
+        for problem in problems:
+            report(opts_path, problem)
+        if eff.backend == "awx-bundle" and not problems and backend.bundle.node_id != node.name:
+            report(opts_path + ("bundle",), f"{backend.path} is the bundle of node {backend.bundle.node_id!r}, "
+                   f"not {node.name!r}")
+        if own is not None and own.key_location == "node" and not getattr(backend, "supports_csr", False):
+            report(("nodes", node.index, "certificates", "key_location"),
+                   f"the {eff.backend} backend brings its own keys: key_location must be controller")
     ws = topology.sections.get("work_signing")
     if ws is not None and ws.public_key:
         p = S.resolve_path(topology, ws.public_key)
@@ -132,7 +127,6 @@ def meshctl_validate_topology(topology, report):
             report(("work_signing", "public_key"), f"{p}: cannot read: {exc.strerror}")
         except ValueError:
             report(("work_signing", "public_key"), f"{p}: not a PEM public key")
-    del mesh
 
 
 def _plugins_of(topology: Any) -> Any:
@@ -160,9 +154,22 @@ def work_public_key(topo: Any) -> bytes | None:
     return pub.read_bytes()
 
 
+def work_key_for(plugins: Any, topo: Any, node: Any) -> bytes | None:
+    """The work public key an execution node verifies with: work_signing's, else
+    the one in the node's AWX install bundle."""
+    if node.role != "execution":
+        return None
+    if topo.sections.get("work_signing") is not None:
+        return work_public_key(topo)
+    backend = backend_for(plugins, topo, node)
+    if isinstance(backend, AwxBundle):
+        return backend.bundle.work_public_key_pem
+    return None
+
+
 @hookimpl
 def meshctl_receptor_config(ctx: NodeContext):
-    if ctx.node.role != "execution" or ctx.topology.sections.get("work_signing") is None:
+    if not ctx.node.managed or work_key_for(ctx.topology.plugins, ctx.topology, ctx.node) is None:
         return None
     return [{"work-verification": {"publickey": R.WORK_PUBLIC_KEY}}]
 
@@ -194,7 +201,7 @@ def meshctl_node_operations(ctx: NodeContext):
             force=force, notify=[SERVICE],
         ),
     ]
-    pub = work_public_key(topo) if node.role == "execution" else None
+    pub = work_key_for(plugins, topo, node)
     if pub is not None:
         ops.append(File(path=R.WORK_PUBLIC_KEY, content=pub, mode="0640", owner=rs.user, group=rs.group,
                         notify=[SERVICE]))

@@ -5,7 +5,9 @@ A backend object (what ``CertBackend.factory(options, context)`` returns) has:
 - ``supports_csr: bool`` -- it can sign a CSR made on the node (``key_location: node``);
 - ``trust_bundle() -> bytes`` -- PEM CA certificate(s) nodes trust;
 - ``sign_csr(csr_pem, node_id, addresses, days) -> bytes`` -- a PEM certificate;
-- ``issue(node_id, addresses, key_type, days) -> (key_pem, cert_pem)`` -- controller keys.
+- ``issue(node_id, addresses, key_type, days) -> (key_pem, cert_pem)`` -- controller keys;
+- optionally ``validate() -> list[str]`` -- problems with its files or settings, reported
+  by ``meshctl validate`` before any host is touched.
 """
 
 from __future__ import annotations
@@ -197,6 +199,13 @@ class FileBackend(_Signer):
             self._pair = load_ca_files(self.cert_path, self.key_path)
         return self._pair
 
+    def validate(self) -> list[str]:
+        try:
+            self.signer()
+        except CertError as exc:
+            return [str(exc)]
+        return []
+
 
 def load_ca_files(cert_path: Path, key_path: Path) -> tuple[Any, Any]:
     try:
@@ -238,6 +247,13 @@ class AwxBundle:
             except (OSError, ValueError) as exc:
                 raise CertError(f"{self.path}: {exc}") from None
         return self._bundle
+
+    def validate(self) -> list[str]:
+        try:
+            self.bundle  # noqa: B018 - reading it is the check
+        except CertError as exc:
+            return [str(exc)]
+        return []
 
     def trust_bundle(self) -> bytes:
         return self.bundle.ca_pem

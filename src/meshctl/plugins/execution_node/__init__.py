@@ -19,7 +19,7 @@ def meshctl_register_roles(register):
 def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]] | None:
     if ctx.node.role != "execution":
         return None
-    # Work is verified whenever the mesh has a work-signing key (work_signing:).
-    verify = ctx.topology.sections.get("work_signing") is not None
+    # verifysignature turns on whenever a work-verification key is configured
+    # (receptor.finalize_sections).
     return [{"work-command": {"worktype": "ansible-runner", "command": R.RUNNER, "params": "worker",
-                              "allowruntimeparams": True, "verifysignature": verify}}]
+                              "allowruntimeparams": True, "verifysignature": False}}]
