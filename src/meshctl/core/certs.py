@@ -117,9 +117,10 @@ def key_to_pem(key: PrivateKeyTypes) -> bytes:
     )
 
 
-def load_private_key(pem: bytes) -> PrivateKeyTypes:
-    """An unencrypted PEM private key (PKCS#8 or traditional). ValueError/TypeError otherwise."""
-    return serialization.load_pem_private_key(pem, password=None)
+def load_private_key(pem: bytes, trusted: bool = False) -> PrivateKeyTypes:
+    """An unencrypted PEM private key (PKCS#8 or traditional). ValueError/TypeError otherwise.
+    ``trusted``: a key meshctl wrote itself, so RSA consistency checks can be skipped."""
+    return serialization.load_pem_private_key(pem, password=None, unsafe_skip_rsa_key_validation=trusted)
 
 
 def load_cert(pem: bytes) -> x509.Certificate:

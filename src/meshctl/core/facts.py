@@ -11,6 +11,7 @@ import secrets
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from meshctl.core.types import OSRelease
@@ -46,6 +47,8 @@ class Fact:
         return PARSERS[self.kind](output, rc)
 
 
+# Fact constructors are cached: thousands of nodes ask for the same paths.
+@lru_cache(maxsize=4096)
 def file_fact(path: str, content: bool = True) -> Fact:
     return Fact(
         key=f"file:{path}",
@@ -54,6 +57,7 @@ def file_fact(path: str, content: bool = True) -> Fact:
     )
 
 
+@lru_cache(maxsize=1024)
 def package_fact(name: str, manager: str) -> Fact:
     q = shlex.quote(name)
     if manager == "apt":
@@ -63,14 +67,17 @@ def package_fact(name: str, manager: str) -> Fact:
     return Fact(key=f"package:{manager}:{name}", command=cmd, kind=f"package_{manager}")
 
 
+@lru_cache(maxsize=256)
 def user_fact(name: str) -> Fact:
     return Fact(key=f"user:{name}", command=f"getent passwd {shlex.quote(name)}", kind="passwd")
 
 
+@lru_cache(maxsize=256)
 def group_fact(name: str) -> Fact:
     return Fact(key=f"group:{name}", command=f"getent group {shlex.quote(name)}", kind="group")
 
 
+@lru_cache(maxsize=256)
 def service_fact(unit: str) -> Fact:
     q = shlex.quote(unit)
     return Fact(
@@ -182,9 +189,9 @@ def unique(facts: Iterable[Fact]) -> list[Fact]:
     without its content, the content is not fetched (it may be a secret)."""
     seen: dict[str, Fact] = {}
     for f in facts:
-        prev = seen.get(f.key)
-        if prev is None or (f.kind == "file" and f.command.endswith(" 0")):
-            seen[f.key] = f
+        key = f.key
+        if key not in seen or (f.kind == "file" and f.command[-1] == "0"):
+            seen[key] = f
     return list(seen.values())
 
 

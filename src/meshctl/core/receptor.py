@@ -103,7 +103,16 @@ def order_sections(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def render_config(mesh: str, sections: list[dict[str, Any]]) -> str:
-    return _TEMPLATE.render(mesh=mesh, sections=order_sections(sections))
+    # Scalars are formatted here rather than by a template filter: per-call filter
+    # overhead dominated rendering for thousands of nodes.
+    rows = []
+    for section in order_sections(sections):
+        for name, body in section.items():
+            if isinstance(body, dict):
+                rows.append((name, None, [(k, scalar(v)) for k, v in body.items()]))
+            else:
+                rows.append((name, scalar(body), ()))
+    return _TEMPLATE.render(mesh=mesh, sections=rows)
 
 
 UNIT_TEMPLATE = """\

@@ -53,14 +53,22 @@ _lock = threading.Lock()
 
 def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
     """The backend object for a node (cached: one CA load per run)."""
+    own = node.sections.get("certificates")
+    fast = (id(topo), "<mesh>") if own is None or (own.backend is None and own.options is None) else None
+    if fast is not None and fast in _backends:
+        return _backends[fast]
     eff = S.effective(topo, node)
     key = (id(topo), eff.backend, json.dumps(eff.options, sort_keys=True, default=str))
     with _lock:
+        if fast is not None and key in _backends:
+            _backends[fast] = _backends[key]
         if key not in _backends:
             reg = plugins.cert_backends()[eff.backend]
             options = reg.options_model.model_validate(eff.options) if reg.options_model else eff.options
             ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo))
             _backends[key] = reg.factory(options, ctx)
+        if fast is not None:
+            _backends[fast] = _backends[key]
         return _backends[key]
 
 
@@ -154,14 +162,14 @@ def work_public_key(topo: Any) -> bytes | None:
     return pub.read_bytes()
 
 
-def work_key_for(plugins: Any, topo: Any, node: Any) -> bytes | None:
+def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> bytes | None:
     """The work public key an execution node verifies with: work_signing's, else
     the one in the node's AWX install bundle."""
     if node.role != "execution":
         return None
     if topo.sections.get("work_signing") is not None:
         return work_public_key(topo)
-    backend = backend_for(plugins, topo, node)
+    backend = backend or backend_for(plugins, topo, node)
     if isinstance(backend, AwxBundle):
         return backend.bundle.work_public_key_pem
     return None
@@ -201,7 +209,7 @@ def meshctl_node_operations(ctx: NodeContext):
             force=force, notify=[SERVICE],
         ),
     ]
-    pub = work_key_for(plugins, topo, node)
+    pub = work_key_for(plugins, topo, node, backend)
     if pub is not None:
         ops.append(File(path=R.WORK_PUBLIC_KEY, content=pub, mode="0640", owner=rs.user, group=rs.group,
                         notify=[SERVICE]))

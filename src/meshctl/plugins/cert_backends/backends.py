@@ -99,6 +99,8 @@ class SelfSigned(_Signer):
         self.ctx = ctx
         self.dir = ctx.state_dir
         self._cache: dict[str, tuple[Any, Any]] = {}
+        self._certs: dict[str, Any] = {}
+        self._phase: tuple[str | None] | None = None
 
     # -- state -------------------------------------------------------------------
     @property
@@ -106,12 +108,14 @@ class SelfSigned(_Signer):
         return self.dir / "rotation.json"
 
     def rotation_phase(self) -> str | None:
-        try:
-            return json.loads(self.rotation_file.read_text())["phase"]
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError) as exc:
-            raise CertError(f"{self.rotation_file}: unreadable rotation state ({exc})") from None
+        if self._phase is None:
+            try:
+                self._phase = (json.loads(self.rotation_file.read_text())["phase"],)
+            except FileNotFoundError:
+                self._phase = (None,)
+            except (ValueError, KeyError) as exc:
+                raise CertError(f"{self.rotation_file}: unreadable rotation state ({exc})") from None
+        return self._phase[0]
 
     def set_rotation_phase(self, phase: str | None) -> None:
         if phase is None:
@@ -120,6 +124,8 @@ class SelfSigned(_Signer):
         else:
             write_private(self.rotation_file, json.dumps({"phase": phase}).encode())
         self._cache.clear()
+        self._certs.clear()
+        self._phase = None
 
     def _load(self, stem: str, create: bool) -> tuple[Any, Any] | None:
         if stem in self._cache:
@@ -136,7 +142,8 @@ class SelfSigned(_Signer):
                 write_private(key, C.key_to_pem(k))
                 crt.write_bytes(_pem(c))
             try:
-                pair = (C.load_private_key(key.read_bytes()), C.load_cert(crt.read_bytes()))
+                # Our own 0600 state: skip RSA consistency checks (a quarter second for 4096 bits).
+                pair = (C.load_private_key(key.read_bytes(), trusted=True), C.load_cert(crt.read_bytes()))
             except (ValueError, OSError) as exc:
                 raise CertError(f"cannot read the mesh CA in {self.dir}: {exc}") from None
             self._cache[stem] = pair
@@ -158,12 +165,24 @@ class SelfSigned(_Signer):
             return pair
         return self.current()
 
+    def _cert(self, stem: str) -> Any:
+        """A CA certificate without its key (planning needs only the certificate)."""
+        if stem not in self._certs:
+            if stem in self._cache:
+                self._certs[stem] = self._cache[stem][1]
+            else:
+                path = self.dir / f"{stem}.crt"
+                if stem == "ca" and not path.exists():
+                    self.current()  # a new mesh: make its CA
+                self._certs[stem] = C.load_cert(path.read_bytes()) if path.exists() else None
+        return self._certs[stem]
+
     def trust_bundle(self) -> bytes:
-        bundle = _pem(self.current()[1])
+        bundle = _pem(self._cert("ca"))
         if self.rotation_phase() in ("trust-both", "reissue"):
-            nxt = self.next()
+            nxt = self._cert("ca-next")
             if nxt is not None:
-                bundle += _pem(nxt[1])
+                bundle += _pem(nxt)
         return bundle
 
     def promote_next(self) -> None:
