@@ -163,7 +163,7 @@ class Lab:
             "defaults:",
             f"  ssh: {{user: root, key: {self.key}, become: true}}",
             "  listener: {port: 27199, protocol: tcp}",
-            "receptor: {start: false}   # no receptor binary can be had on these machines",
+            "receptor: {start: false, install: none}   # no receptor binary can be had on these machines",
             "work_signing: {generate: true}",
             "nodes:",
             "  - name: awx-task",

@@ -143,8 +143,9 @@ class LabSpec:
     listener_port: int = 27199
     control_node: str = "awx-task"
     control_address: str = "awx-task.meshlab.test"
-    # No receptor binary is installed by meshctl yet: starting the unit would fail.
-    receptor_start: bool = False
+    # VMs with internet can install the pinned release; set False (and install
+    # none) to lay everything down without starting receptor.
+    receptor_start: bool = True
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabSpec:
@@ -397,7 +398,7 @@ def render_mesh_yml(spec: LabSpec | Mapping[str, Any]) -> str:
             "ssh": {"user": lab.ssh_user, "key": lab.ssh_key, "become": True},
             "listener": {"port": lab.listener_port, "protocol": "tcp"},
         },
-        "receptor": {"start": lab.receptor_start},
+        "receptor": {"start": lab.receptor_start, "install": "release" if lab.receptor_start else "none"},
         "nodes": nodes,
     }
     header = (

@@ -182,7 +182,8 @@ def test_mesh_yml_validates_and_matches_the_podman_lab_topology(spec):
     assert (exec02.ssh.via, exec02.ssh.host) == ("hop01", "192.168.63.13")
     assert [g.name for g in topo.via_chain(exec02)] == ["hop01"]
     assert topo.node("hop01").ssh.via is None and topo.node("exec01").ssh.via is None
-    assert topo.sections["receptor"].start is False
+    receptor = topo.sections["receptor"]
+    assert (receptor.start, receptor.install) == (True, "release")  # VMs have internet: the pinned release
     assert topo.warnings == []
 
 

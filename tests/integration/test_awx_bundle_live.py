@@ -34,7 +34,7 @@ mesh: awxjoin-{layout.replace('>=', 'ge').replace('<', 'lt')}
 defaults:
   ssh: {{key: {minilab.key}}}
   listener: {{port: 27199}}
-receptor: {{start: false}}
+receptor: {{start: false, install: none}}
 nodes:
   - name: awx-task
     role: control

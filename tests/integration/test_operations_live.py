@@ -66,7 +66,16 @@ nodes:
     address: {minilab.ip('ops')}
 """
     topo = parse_topology(text, "mesh.yml", plugins)
-    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts)), topo.node("ops01")
+    # Only this test plugin's operations: the OS plugins' packages are not under test here.
+    only = {"op_filter": lambda op: op.id in OWN_IDS}
+    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), options=only), topo.node("ops01")
+
+
+OWN_IDS = {
+    "packages:tree", "group:meshtest", "user:meshtest", "dir:/srv/meshtest", "file:/srv/meshtest/plain.txt",
+    "file:/srv/meshtest/secret.key", "absent:/srv/meshtest/old.txt", "file:unit", "service:meshtest.service",
+    "cmd:touch /srv/meshtest/created-once", "cmd:echo ran >> /srv/meshtest/guarded.log",
+}
 
 
 def test_every_operation_type_applies_and_then_holds(minilab):
@@ -125,7 +134,9 @@ def test_a_failing_step_stops_the_host_and_leaves_no_half_written_file(minilab):
     text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
            f"    ssh: {{user: root, key: {minilab.key}}}\n"
     topo = parse_topology(text, "mesh.yml", plugins)
-    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts))
+    own = {"dir:/srv/failtest", "file:/srv/failtest/a", "file:/srv/failtest/b", "file:/srv/failtest/c"}
+    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts),
+                    options={"op_filter": lambda op: op.id in own})
     (res,) = engine.run([topo.node("ops01")], apply=True)
     assert res.status == "failed"
     assert res.failed_step == "/srv/failtest/b"
@@ -145,3 +156,97 @@ def test_planning_error_touches_nothing(minilab):
     assert not res.applied
     assert minilab.exec("ops", "test", "-f", "/srv/meshtest").returncode == 0
     minilab.exec("ops", "rm", "-f", "/srv/meshtest")
+
+
+def _engine_with(minilab, name: str, ops_factory):
+    mod = types.ModuleType(name)
+
+    @hookimpl
+    def meshctl_node_operations(ctx):
+        return ops_factory()
+
+    mod.meshctl_node_operations = meshctl_node_operations
+    plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[(name, mod)])
+    text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
+           f"    ssh: {{user: root, key: {minilab.key}}}\n"
+    topo = parse_topology(text, "mesh.yml", plugins)
+    ids = {op.id for op in ops_factory()}
+    return (Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts),
+                   options={"op_filter": lambda op: op.id in ids}), topo.node("ops01"))
+
+
+def test_upload_of_a_large_file_by_sftp(minilab, tmp_path):
+    import hashlib
+    import os
+
+    blob = tmp_path / "blob.bin"
+    blob.write_bytes(os.urandom(3 * 1024 * 1024))
+    want = hashlib.sha256(blob.read_bytes()).hexdigest()
+    engine, node = _engine_with(minilab, "uploadplugin", lambda: [
+        O.Directory(path="/srv/uploadtest"),
+        O.Upload(path="/srv/uploadtest/blob.bin", source=str(blob), mode="0750"),
+    ])
+    (first,) = engine.run([node], apply=True)
+    assert first.status == "changed", first.error
+    assert first.round_trips == 4  # OS, facts, SFTP upload, apply
+    out = minilab.exec("ops", "sh", "-c", "sha256sum /srv/uploadtest/blob.bin; stat -c %a /srv/uploadtest/blob.bin; "
+                       "ls -d /tmp/meshctl-stage-* 2>/dev/null | wc -l").stdout.split()
+    assert out[0] == want and out[2] == "750" and out[3] == "0"  # staging directory removed
+    (second,) = engine.run([node], apply=True)
+    assert second.status == "ok" and second.round_trips == 2
+    minilab.exec("ops", "rm", "-rf", "/srv/uploadtest")
+
+
+GOOD_UNIT = """[Unit]
+Description=meshctl guarded-restart test service
+[Service]
+ExecStart=/bin/sh -c 'grep -qx good /etc/guardtest.conf && exec sleep infinity'
+Restart=on-failure
+RestartSec=1
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_guarded_service_rolls_back_a_config_its_service_refuses(minilab):
+    """A unit that only stays up with a valid config stands in for receptor: a bad
+    config must be rolled back, the service restarted with the old one, and the
+    failure reported with the service's log."""
+    def ops(conf: str, preflight=None):
+        return lambda: [
+            O.File(id="file:guardtest-unit", path="/etc/systemd/system/guardtest.service", content=GOOD_UNIT,
+                   notify=["service:guardtest.service"]),
+            O.File(path="/etc/guardtest.conf", content=conf, notify=["service:guardtest.service"]),
+            O.GuardedService(unit="guardtest.service", unit_file_op="file:guardtest-unit", wait=10, settle=3,
+                             preflight_script="cat /etc/guardtest.conf" if preflight else None,
+                             preflight=preflight),
+        ]
+
+    engine, node = _engine_with(minilab, "guardplugin", ops("good\n"))
+    (first,) = engine.run([node], apply=True)
+    assert first.status == "changed", first.error
+    assert minilab.exec("ops", "systemctl", "is-active", "guardtest.service").stdout.strip() == "active"
+    pid = minilab.exec("ops", "systemctl", "show", "-p", "MainPID", "--value", "guardtest.service").stdout.strip()
+
+    bad, _ = _engine_with(minilab, "guardplugin", ops("bad\n"))
+    (res,) = bad.run([node], apply=True)
+    assert res.status == "failed"
+    assert "guardtest.service did not stay active" in res.error, res.error
+    assert "meshctl: restored 1 file(s) changed by this run" in res.error
+    assert minilab.exec("ops", "cat", "/etc/guardtest.conf").stdout == "good\n"
+    assert minilab.exec("ops", "systemctl", "is-active", "guardtest.service").stdout.strip() == "active"
+    assert minilab.exec("ops", "sh", "-c", "ls /var/lib/meshctl/rollback 2>/dev/null | wc -l").stdout.strip() == "0"
+
+    # With a preflight that refuses the new file, the service is never restarted.
+    refuse, _ = _engine_with(minilab, "guardplugin",
+                             ops("bad\n", preflight=lambda out: [] if out.strip() == "good" else ["config says bad"]))
+    (res,) = refuse.run([node], apply=True)
+    assert res.status == "failed" and "preflight refused the new configuration" in res.error, res.error
+    assert "config says bad" in res.error and "meshctl: restored 1 file(s)" in res.error
+    assert minilab.exec("ops", "cat", "/etc/guardtest.conf").stdout == "good\n"
+    pid_after = minilab.exec("ops", "systemctl", "show", "-p", "MainPID", "--value",
+                             "guardtest.service").stdout.strip()
+    assert pid_after != "0"
+    del pid
+    minilab.exec("ops", "sh", "-c", "systemctl disable --now guardtest.service; rm -f /etc/guardtest.conf "
+                 "/etc/systemd/system/guardtest.service; systemctl daemon-reload")

@@ -22,7 +22,7 @@ mesh: itest
 defaults:
   ssh: {{user: {user}, key: {lab.key}, become: true}}
   listener: {{port: 27199, protocol: tcp}}
-receptor: {{start: false}}
+receptor: {{start: false, install: none}}
 work_signing: {{generate: true}}
 nodes:
   - name: awx-task
@@ -277,7 +277,7 @@ Host hidden01
 mesh: itest
 defaults:
   listener: {{port: 27199}}
-receptor: {{start: false}}
+receptor: {{start: false, install: none}}
 work_signing: {{generate: true}}
 nodes:
   - name: hop01

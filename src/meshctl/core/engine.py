@@ -18,7 +18,15 @@ from typing import Any
 
 from meshctl.core import facts as F
 from meshctl.core.errors import MeshctlError
-from meshctl.core.ops import Change, Cmd, NoChange, Operation, OperationError, Service
+from meshctl.core.ops import (
+    Change,
+    Cmd,
+    GuardedService,
+    NoChange,
+    Operation,
+    OperationError,
+    Service,
+)
 from meshctl.core.plugins import MeshctlPlugins
 from meshctl.core.topology import Node, Topology
 from meshctl.core.transport import RemoteError, SSHOptions, TransportPool, UnreachableError
@@ -121,6 +129,10 @@ def needed_facts(ops: Iterable[Operation], manager: str) -> list[F.Fact]:
 
 def plan_operations(ops: list[Operation], facts: dict[str, Any], manager: str) -> list[Change | NoChange]:
     """Pure planning: each operation against the facts, in order, with triggers."""
+    guarded = {o.id for o in ops if isinstance(o, GuardedService)}
+    for op in ops:
+        if guarded.intersection(op.notify) or guarded.intersection(op.reload):
+            op.backup = True
     changed: set[str] = set()
     out: list[Change | NoChange] = []
     for op in ops:
@@ -135,7 +147,36 @@ def plan_operations(ops: list[Operation], facts: dict[str, Any], manager: str) -
     return out
 
 
-def render_apply_script(changes: list[Change] | list[tuple[int, list[Cmd]]], boundary: str) -> str:
+_ROLLBACK = r"""
+_bk() {
+  mkdir -p "$_rb" && chmod 700 "$_rb" || return 1
+  if [ -f "$_rb/.paths" ] && grep -qxF "$1" "$_rb/.paths"; then return 0; fi
+  n=$(cat "$_rb/.paths" 2>/dev/null | wc -l)
+  if [ -e "$1" ]; then cp -p "$1" "$_rb/$n" || return 1; fi
+  printf '%s
+' "$1" >> "$_rb/.paths"
+}
+_restore() {
+  [ -f "$_rb/.paths" ] || return 0
+  n=0
+  while IFS= read -r p; do
+    if [ -e "$_rb/$n" ]; then cp -p "$_rb/$n" "$p"; else rm -f "$p"; fi
+    n=$((n+1))
+  done < "$_rb/.paths"
+  echo "meshctl: restored $n file(s) changed by this run"
+  if [ -n "$_svc" ]; then systemctl daemon-reload; systemctl restart "$_svc" && echo "meshctl: restarted $_svc with them"; fi
+}
+_finish() {
+  _rc=$?
+  if [ -n "$_tmp" ]; then rm -f "$_tmp"; fi
+  if [ -n "$_stage" ]; then rm -rf "$_stage"; fi
+  if [ "$_rc" -ne 0 ]; then _restore; rm -rf "$_rb"; elif [ "$_final" = 1 ]; then rm -rf "$_rb"; fi
+}
+"""
+
+
+def render_apply_script(changes: list[Change] | list[tuple[int, list[Cmd]]], boundary: str,
+                        stage: str | None = None, run_id: str = "0", final: bool = True) -> str:
     """One POSIX sh script for the given steps (changes, or (index, commands) pairs).
     Every command's stdin is /dev/null or its own heredoc, so nothing reads the rest of
     the script; a failing command stops the run and reports its step; a trap removes
@@ -144,7 +185,14 @@ def render_apply_script(changes: list[Change] | list[tuple[int, list[Cmd]]], bou
     lines = [
         "set -u",
         "_tmp=",
-        "trap 'if [ -n \"$_tmp\" ]; then rm -f \"$_tmp\"; fi' EXIT",
+        "_svc=",
+        f"_stage={shlex.quote(stage) if stage else ''}",
+        # Saved copies of files this run changes; kept across the round trips of one
+        # run, restored if any step fails (a half-applied change is rolled back).
+        f"_rb=/var/lib/meshctl/rollback/{run_id}",
+        f"_final={1 if final else 0}",
+        _ROLLBACK,
+        "trap _finish EXIT",
         f"_fail() {{ printf '\\n%s fail %s %s\\n' '{boundary}' \"$1\" \"$2\"; exit 1; }}",
     ]
     for i, commands in steps:
@@ -200,6 +248,16 @@ class Engine:
         return plan_operations(ops, facts, ctx.os_family.package_manager)
 
     # -- live part -------------------------------------------------------------
+    def probe(self, nodes: list[Node], script: Callable[[NodeContext], str],
+              evaluate: Callable[[NodeContext, str], list[tuple[str, bool, str]]]) -> list[HostResult]:
+        """Run ``script(ctx)`` on each node (one round trip after OS detection) and
+        record ``evaluate(ctx, output)`` as checks: preflight and similar reports."""
+        self._probe = (script, evaluate)
+        try:
+            return self.run(nodes, apply=False, verify=True)
+        finally:
+            self._probe = None
+
     def run(self, nodes: list[Node], apply: bool, record: bool = False, verify: bool = False) -> list[HostResult]:
         """Plan (and with ``apply`` make) every node's changes, in parallel. With
         ``record`` each result also carries the OS and facts it was planned from; with
@@ -267,6 +325,16 @@ class Engine:
 
         ctx.run = run
         ctx.receptor_config = self.plugins.receptor_config(ctx)
+        probe = getattr(self, "_probe", None)
+        if probe is not None:
+            script, evaluate = probe
+            _rc, out = session.run(script(ctx), timeout=300)
+            result.checks = evaluate(ctx, out)
+            failed = [n for n, ok, _ in result.checks if not ok]
+            result.status = "failed" if failed else "ok"
+            if failed:
+                result.error = "failed checks: " + ", ".join(failed)
+            return
         for name, check in self.plugins.checks().items():
             if check.roles and ctx.node.role not in check.roles:
                 continue
@@ -290,6 +358,9 @@ class Engine:
         total = len(changes)
         self.reporter.host_phase(node.name, f"applying {total} change(s)")
         result.applied = True
+        import secrets as _secrets
+
+        run_id = _secrets.token_hex(8)
         pos = 0
         carry: tuple[int, list[Cmd]] | None = None
         while pos < total or carry is not None:
@@ -302,7 +373,7 @@ class Engine:
                 if changes[pos - 1].exchange is not None:
                     exchange_at = pos - 1
                     break
-            per_step = self._run_steps(session, node, steps, total, result)
+            per_step = self._run_steps(session, node, steps, total, result, run_id, final=exchange_at is None)
             if per_step is None:
                 return
             if exchange_at is not None:
@@ -311,6 +382,7 @@ class Engine:
                     carry = (exchange_at, change.exchange("\n".join(per_step.get(exchange_at, []))))
                 except MeshctlError as exc:
                     self._failed(result, exchange_at, f"step {exchange_at + 1}/{total} '{change.op}': {exc}")
+                    self._rollback(session, run_id, result)
                     return
 
     def _failed(self, result: HostResult, idx: int, error: str) -> None:
@@ -319,14 +391,27 @@ class Engine:
         result.changes = result.changes[:idx]
         result.error = error
 
+    def _rollback(self, session: Any, run_id: str, result: HostResult) -> None:
+        """Undo the earlier round trips of a run that cannot go on."""
+        script = render_apply_script([], "@@meshctl-rollback", None, run_id, final=False) + "exit 1\n"
+        rc, out = session.run(script, timeout=300)
+        note = "\n".join(line for line in out.splitlines() if line.startswith("meshctl:"))
+        if note:
+            result.error = f"{result.error}\n{note}"
+
     def _run_steps(self, session: Any, node: Node, steps: list[tuple[int, list[Cmd]]], total: int,
-                   result: HostResult) -> dict[int, list[str]] | None:
+                   result: HostResult, run_id: str = "0", final: bool = True) -> dict[int, list[str]] | None:
         """One round trip; returns each step's output, or None after recording a failure."""
         import secrets as _secrets
 
         boundary = "@@meshctl-" + _secrets.token_hex(8)
-        script = render_apply_script(steps, boundary)
         changes = result.changes
+        uploads = [u for i, _ in steps for u in changes[i].uploads]
+        stage = None
+        if uploads:
+            self.reporter.host_phase(node.name, f"uploading {len(uploads)} file(s)")
+            stage = session.upload(uploads)
+        script = render_apply_script(steps, boundary, stage, run_id, final)
         per_step: dict[int, list[str]] = {}
         state: dict[str, Any] = {"step": -1, "failed": None, "done": False}
 
@@ -347,7 +432,7 @@ class Engine:
         if state["failed"] is not None:
             idx, code = state["failed"]
             change = changes[idx]
-            out = "\n".join(per_step.get(idx, [])[-15:]).strip()
+            out = "\n".join(per_step.get(idx, [])[-25:]).strip()
             self._failed(result, idx, f"step {idx + 1}/{total} '{change.op}' ({change.summary}) failed with exit "
                          f"{code}" + (f":\n{out}" if out else ""))
             return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import os
 import posixpath
 import shlex
 from collections.abc import Callable
@@ -31,11 +32,12 @@ class Change:
     zero-argument callables: they are built only when needed (apply, display), which
     keeps planning thousands of nodes cheap."""
 
-    __slots__ = ("op", "summary", "_commands", "_diff", "exchange")
+    __slots__ = ("op", "summary", "_commands", "_diff", "exchange", "uploads")
 
     def __init__(self, op: Operation, summary: str, commands: list[Cmd] | Callable[[], list[Cmd]],
                  diff: str | None | Callable[[], str | None] = None,
-                 exchange: Callable[[str], list[Cmd]] | None = None):
+                 exchange: Callable[[str], list[Cmd]] | None = None,
+                 uploads: list[tuple[str, str]] | None = None):
         self.op = op
         self.summary = summary
         self._commands = commands
@@ -44,6 +46,9 @@ class Change:
         #: called with the output of ``commands``; returns the commands that follow,
         #: run in the next round trip.
         self.exchange = exchange
+        #: (local path, staged name): copied by SFTP into a private staging directory
+        #: before the apply script runs; commands find them under "$_stage/<name>".
+        self.uploads = uploads or []
 
     @property
     def commands(self) -> list[Cmd]:
@@ -89,6 +94,9 @@ class Operation:
     notify: list[str] = field(default_factory=list, kw_only=True)
     reload: list[str] = field(default_factory=list, kw_only=True)
     secret: bool = field(default=False, kw_only=True)
+    #: Set by the engine when a guarded service depends on this file: the previous
+    #: content is saved first, so a failed change can be rolled back.
+    backup: bool = field(default=False, kw_only=True)
 
     def facts(self, manager: str) -> list[F.Fact]:
         return []
@@ -98,6 +106,12 @@ class Operation:
 
     def __str__(self) -> str:
         return self.description or self.id
+
+
+def backup_commands(enabled: bool, path: str) -> list[Cmd]:
+    """Save ``path`` (or that it was absent) once per run before it changes; the apply
+    script restores every saved file if the run fails (see engine.render_apply_script)."""
+    return [Cmd(f"_bk {_q(path)}")] if enabled else []
 
 
 def _mode(value: str | int) -> int:
@@ -145,7 +159,7 @@ class File(Operation):
     def write_commands(self) -> list[Cmd]:
         d = posixpath.dirname(self.path) or "/"
         body = base64.encodebytes(self.data).decode()
-        return [
+        return backup_commands(self.backup, self.path) + [
             Cmd(f"_tmp=$(mktemp {_q(d)}/.meshctl.XXXXXX)"),
             Cmd('base64 -d > "$_tmp"', stdin=body),
             Cmd(f'chown {_q(self.owner)}:{_q(self.group)} "$_tmp"'),
@@ -373,6 +387,58 @@ class Service(Operation):
         return Change(self, ", ".join(notes), cmds)
 
 
+@dataclass
+class GuardedService(Service):
+    """A service whose restarts are checked. Before a start, restart or reload the
+    host prints ``preflight_script``'s output and ``preflight`` (run here) must find
+    no problem; after it the unit must stay active for ``settle`` seconds. Any
+    failure restores the files this run changed (their ``backup`` copies) and
+    restarts the service with them, so the host keeps a configuration its service
+    accepts."""
+
+    preflight_script: str | None = None
+    preflight: Callable[[str], list[str]] | None = None
+    wait: int = 30
+    settle: int = 3
+    log_tail: str | None = None  # a command printing the service's last log lines
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        result = super().plan(facts, changed, manager)
+        if not isinstance(result, Change) or self.state != "started":
+            return result
+        touches = any(c.line.startswith(("systemctl start", "systemctl restart")) or c.line == self.reload_command
+                      for c in result.commands)
+        if not touches:
+            return result
+        service_cmds = result.commands
+        if self.preflight_script is None or self.preflight is None:
+            return Change(self, result.summary, lambda: self._guarded(service_cmds))
+
+        def after(output: str) -> list[Cmd]:
+            problems = self.preflight(output) if self.preflight else []
+            if problems:
+                from meshctl.core.errors import MeshctlError
+
+                raise MeshctlError("preflight refused the new configuration, so the service was not "
+                                   "restarted and the previous files are back: " + "; ".join(problems))
+            return self._guarded(service_cmds)
+
+        return Change(self, result.summary + " (after preflight)", [Cmd(self.preflight_script)], exchange=after)
+
+    def _guarded(self, service_cmds: list[Cmd]) -> list[Cmd]:
+        u = _q(self.unit)
+        tail = self.log_tail or f"journalctl -u {u} -n 20 --no-pager"
+        check = (
+            # Bounded wait for active, then it must still be active (and not have been
+            # restarted by systemd) after the settle time.
+            f"i=0; while [ $i -lt {int(self.wait)} ] && ! systemctl is-active --quiet {u}; do sleep 1; i=$((i+1)); done; "
+            f"n0=$(systemctl show -p NRestarts --value {u}); sleep {int(self.settle)}; "
+            f"if ! systemctl is-active --quiet {u} || [ \"$(systemctl show -p NRestarts --value {u})\" != \"$n0\" ]; then "
+            f"echo '{self.unit} did not stay active; its last log lines:'; {tail}; (exit 1); fi"
+        )
+        return [Cmd("_svc=" + _q(self.unit)), *service_cmds, Cmd(check)]
+
+
 def changed_reasons(changed: set[str], op_id: str) -> set[str]:
     """Triggers are recorded as ``<op id>`` plus ``<op id>#restart`` or ``#reload``."""
     return {c.split("#", 1)[1] for c in changed if c.startswith(op_id + "#")}
@@ -411,3 +477,53 @@ class Command(Operation):
         if self.unless and facts[f"rc:{self.unless}"]["rc"] == 0 and not notified:
             return NoChange(self, "guard holds")
         return Change(self, "run" + (" (notified)" if notified else ""), [Cmd(self.command)])
+
+
+@dataclass
+class Upload(Operation):
+    """A (large or binary) file copied from this machine by SFTP, then installed
+    atomically with mode and owner: a receptor binary, Python wheels."""
+
+    path: str = ""
+    source: str = ""  # local path
+    mode: str | int = "0644"
+    owner: str = "root"
+    group: str = "root"
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"upload:{self.path}"
+        self.description = self.description or self.path
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.file_fact(self.path, content=False)]
+
+    def local_sha256(self) -> str:
+        h = hashlib.sha256()
+        with open(self.source, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+        return h.hexdigest()
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        fact = facts[f"file:{self.path}"]
+        kind = fact.get("kind")
+        if kind not in ("absent", "file"):
+            raise OperationError(f"{self.path} exists but is a {kind}, not a regular file")
+        size = os.path.getsize(self.source)
+        if kind == "absent" or fact.get("sha256") != self.local_sha256():
+            name = f"{len(self.path)}-{posixpath.basename(self.path)}"
+            d, q = posixpath.dirname(self.path) or "/", _q(self.path)
+            cmds = backup_commands(self.backup, self.path) + [
+                Cmd(f"_tmp=$(mktemp {_q(d)}/.meshctl.XXXXXX)"),
+                Cmd(f'cp "$_stage"/{_q(name)} "$_tmp"'),
+                Cmd(f'chown {_q(self.owner)}:{_q(self.group)} "$_tmp"'),
+                Cmd(f'chmod {_mode(self.mode):04o} "$_tmp"'),
+                Cmd(f'mv -f "$_tmp" {q}'),
+                Cmd("_tmp="),
+            ]
+            what = "upload" if kind == "absent" else "replace (checksum differs)"
+            return Change(self, f"{what}, {size} bytes", cmds, uploads=[(self.source, name)])
+        notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
+        if cmds:
+            return Change(self, ", ".join(notes), cmds)
+        return NoChange(self, "checksum, mode and owner match")

@@ -153,8 +153,8 @@ def print_json(data: Any, stream: TextIO | None = None) -> None:
     (stream or sys.stdout).write("\n")
 
 
-def print_checks(console: Console, results: list[HostResult]) -> None:
-    t = Table(title="verify", title_justify="left", header_style="bold")
+def print_checks(console: Console, results: list[HostResult], title: str = "verify") -> None:
+    t = Table(title=title, title_justify="left", header_style="bold")
     for col in ("node", "check", "result", "detail"):
         t.add_column(col)
     for r in results:

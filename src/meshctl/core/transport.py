@@ -205,6 +205,27 @@ class Session:
             raise UnreachableError(self.label, "become", _sudo_refused(output))
         return rc, output
 
+    def upload(self, files: list[tuple[str, str]]) -> str:
+        """Copy local files into a fresh private directory on the host (one SFTP
+        session, counted as one round trip); returns the directory. The apply script
+        that uses it removes it."""
+        import secrets as _secrets
+
+        self.open()
+        self.round_trips += 1
+        stage = f"/tmp/meshctl-stage-{_secrets.token_hex(8)}"
+        try:
+            sftp = self.conn.client.open_sftp()
+            try:
+                sftp.mkdir(stage, mode=0o700)
+                for local, name in files:
+                    sftp.put(local, f"{stage}/{name}")
+            finally:
+                sftp.close()
+        except (OSError, paramiko.SSHException) as exc:
+            raise RemoteError(f"{self.label}: upload to {stage} failed: {exc}") from None
+        return stage
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.conn.close()

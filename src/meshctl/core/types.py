@@ -60,6 +60,8 @@ class OSFamily:
     package_manager: Literal["apt", "dnf"]
     description: str = ""
     supported: str = ""  # human list of releases, shown when detection fails
+    #: The interpreter meshctl builds its virtualenv with on this release.
+    python: Callable[[OSRelease], str] = lambda release: "/usr/bin/python3"
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,14 @@ peers) and the systemd unit. Also declares the unmanaged ``control`` and
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from meshctl.core import receptor as R
 from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import Directory, File, Group, Service, User
+from meshctl.core.ops import Directory, File, Group, GuardedService, Packages, Upload, User
 from meshctl.core.receptor import Octal
 from meshctl.core.topology import StrictModel
 from meshctl.core.types import Check, CheckResult, NodeContext, Role, TopologySection
@@ -26,6 +27,16 @@ class ReceptorSection(StrictModel):
     log_level: str = Field(default="info", pattern=r"^(error|warning|info|debug)$")
     start: bool = True
     mintls13: bool = False
+    version: str = Field(default="1.6.9", pattern=r"^\d+\.\d+\.\d+([-+.][0-9A-Za-z.]+)?$")
+    install: Literal["release", "package", "local", "none"] = "release"
+    binary: str | None = None  # install: local -- a receptor binary on this machine
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+    @model_validator(mode="after")
+    def _binary_for_local(self) -> ReceptorSection:
+        if self.install == "local" and not self.binary:
+            raise ValueError("install: local needs binary: PATH (the receptor binary to upload)")
+        return self
 
 
 def settings(ctx: NodeContext) -> ReceptorSection:
@@ -82,15 +93,44 @@ def _hostport(host: str, port: int | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[Any]:
+    from meshctl.plugins.base_node import binary as B
+
+    if s.install == "release":
+        return [B.ReleaseBinary(version=s.version, arch=ctx.os_release.arch, sha256=s.sha256, notify=[svc])]
+    if s.install == "local":
+        from meshctl.plugins.cert_backends.settings import resolve_path
+
+        source = resolve_path(ctx.topology, s.binary or "")
+        return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc]),
+                B.BinaryPresent(id="receptor-version", required=False, description="receptor version")]
+    if s.install == "package":
+        return [Packages(id="packages:receptor", names=["receptor"], notify=[svc]),
+                B.BinaryPresent(id="receptor-version", required=False, description="receptor version")]
+    return [B.BinaryPresent(required=s.start)]
+
+
+def _preflight_check(ctx: NodeContext) -> Any:
+    from meshctl.plugins.base_node import preflight as P
+
+    def check(output: str) -> list[str]:
+        results = P.evaluate(P.parse(output), ctx.node.name, received_at=time.time())
+        return [f"{name}: {detail}" for name, ok, detail in results if not ok]
+
+    return check
+
+
 @hookimpl
 def meshctl_node_operations(ctx: NodeContext):
     if not ctx.node.managed:
         return None
+    from meshctl.plugins.base_node import preflight as P
+
     s = settings(ctx)
     u, g = s.user, s.group
     svc = f"service:{R.UNIT_NAME}"
     unit = R.UNIT_TEMPLATE.format(user=u, group=g, binary=R.BINARY, config=R.CONF_FILE, log=R.LOG_FILE)
-    return [
+    return [*binary_operations(ctx, s, svc),
         Group(name=g),
         User(name=u, group=g, home=s.home),
         Directory(path=R.CONF_DIR, mode="0755", owner=u, group=g),
@@ -106,9 +146,12 @@ def meshctl_node_operations(ctx: NodeContext):
         File(path=R.CONF_FILE, content=R.render_config(ctx.topology.mesh, ctx.receptor_config),
              mode="0644", owner=u, group=g, reload=[svc]),
         File(id="file:receptor-unit", path=R.UNIT_FILE, content=unit, notify=[svc]),
-        Service(unit=R.UNIT_NAME, enabled=True, state="started" if s.start else None,
-                reload_command=f"{R.RECEPTORCTL} --socket {R.SOCKET} reload",
-                unit_file_op="file:receptor-unit"),
+        GuardedService(unit=R.UNIT_NAME, enabled=True, state="started" if s.start else None,
+                       reload_command=f"{R.RECEPTORCTL} --socket {R.SOCKET} reload",
+                       unit_file_op="file:receptor-unit",
+                       preflight_script=P.script(u, P.peer_hosts(ctx.topology, ctx.node)),
+                       preflight=_preflight_check(ctx),
+                       log_tail=f"tail -n 20 {R.LOG_FILE}"),
     ]
 
 
@@ -147,3 +190,10 @@ def meshctl_register_checks(register):
     register(Check("service-user", _check_service_user, description="the receptor service user exists"))
     register(Check("receptor-config", _check_config, description="receptor.conf matches the topology"))
     register(Check("receptor-unit", _check_unit, description="receptor.service is enabled (and active when started)"))
+
+
+@hookimpl
+def meshctl_register_commands(cli):
+    from meshctl.plugins.base_node.commands import register
+
+    register(cli)

@@ -135,9 +135,9 @@ class NodeCertificate(Operation):
         cmds: list[Cmd] = []
         if key_pem is not None:
             cmds += File(path=self.key_path, content=key_pem, mode="0600", owner=self.owner, group=self.group,
-                         secret=True).write_commands()
+                         secret=True, backup=self.backup).write_commands()
         cmds += File(path=self.cert_path, content=cert_pem, mode="0640", owner=self.owner,
-                     group=self.group).write_commands()
+                     group=self.group, backup=self.backup).write_commands()
         return cmds
 
     def _controller_commands(self) -> list[Cmd]:
@@ -170,4 +170,5 @@ class NodeCertificate(Operation):
             raise MeshctlError("refusing to sign the node's CSR: " + "; ".join(problems))
         cert_pem = self.backend.sign_csr(pem, self.node_id, self.addresses, self.days)
         q_new, q_key = shlex.quote(self.new_key_path), shlex.quote(self.key_path)
-        return self._files(cert_pem, None) + [Cmd(f"if [ -e {q_new} ]; then mv -f {q_new} {q_key}; fi")]
+        keep = [Cmd(f"_bk {q_key}")] if self.backup else []
+        return self._files(cert_pem, None) + keep + [Cmd(f"if [ -e {q_new} ]; then mv -f {q_new} {q_key}; fi")]
