@@ -35,14 +35,27 @@ def connect(name: str):
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mesh_host" in metafunc.fixturenames:
         metafunc.parametrize("mesh_host", MESH_HOSTS, ids=MESH_HOSTS)
-    if "execution_host" in metafunc.fixturenames:
-        names = [n for n in MESH_HOSTS if INV["hosts"][n]["role"] == "execution"]
-        metafunc.parametrize("execution_host", names, ids=names)
+    for fixture, role in (("execution_host", "execution"), ("hop_host", "hop")):
+        if fixture in metafunc.fixturenames:
+            names = [n for n in MESH_HOSTS if INV["hosts"][n]["role"] == role]
+            metafunc.parametrize(fixture, names, ids=names)
 
 
 @pytest.fixture
 def host(mesh_host):
     return connect(mesh_host)
+
+
+@pytest.fixture
+def xhost(execution_host):
+    """An execution node, connected."""
+    return connect(execution_host)
+
+
+@pytest.fixture
+def hhost(hop_host):
+    """A hop node, connected."""
+    return connect(hop_host)
 
 
 @pytest.fixture

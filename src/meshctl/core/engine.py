@@ -71,6 +71,7 @@ class HostResult:
             "duration_s": round(self.duration, 3),
             "error": self.error,
             "cause": self.cause,
+            "warnings": [nc.reason for nc in self.unchanged if nc.warning],
             "failed_step": self.failed_step,
             "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in self.checks],
             "changes": [

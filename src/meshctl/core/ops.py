@@ -74,6 +74,8 @@ class Change:
 class NoChange:
     op: Operation
     reason: str
+    #: Something the user must act on (plans and summaries always show it).
+    warning: bool = False
 
 
 PlanResult = Change | NoChange

@@ -116,6 +116,9 @@ def print_summary(console: Console, results: list[HostResult], verbose: bool, ti
         f"{c['failed']} failed, {c['unreachable']} unreachable"
     )
     for r in results:
+        for nc in r.unchanged:
+            if nc.warning:
+                console.print(f"{escape(r.node)}: {escape(nc.reason)}", highlight=False)
         if r.error:
             cause = f" [{r.cause}]" if r.cause else ""
             console.print(f"[bold red]{escape(r.node + cause)}:[/] {escape(r.error)}", highlight=False)
@@ -143,8 +146,10 @@ def print_plan(console: Console, results: list[HostResult], detailed: bool) -> N
         for change in r.changes:
             for line in describe_change(change, detailed):
                 console.print(line, markup=False, highlight=False)
-        if detailed:
-            for nc in r.unchanged:
+        for nc in r.unchanged:
+            if nc.warning:
+                console.print(f"  ! {nc.op}: {nc.reason}", markup=False, highlight=False)
+            elif detailed:
                 console.print(f"  = {nc.op}: {nc.reason}", markup=False, highlight=False)
 
 

@@ -96,13 +96,15 @@ def _hostport(host: str, port: int | None) -> str:
 def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[Any]:
     from meshctl.plugins.base_node import binary as B
 
+    relabel = "cmd:restorecon"  # the OS plugin's SELinux relabel, where SELinux is on
     if s.install == "release":
-        return [B.ReleaseBinary(version=s.version, arch=ctx.os_release.arch, sha256=s.sha256, notify=[svc])]
+        return [B.ReleaseBinary(version=s.version, arch=ctx.os_release.arch, sha256=s.sha256,
+                                notify=[svc, relabel])]
     if s.install == "local":
         from meshctl.plugins.cert_backends.settings import resolve_path
 
         source = resolve_path(ctx.topology, s.binary or "")
-        return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc]),
+        return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc, relabel]),
                 B.BinaryPresent(id="receptor-version", required=False, description="receptor version")]
     if s.install == "package":
         return [Packages(id="packages:receptor", names=["receptor"], notify=[svc]),
@@ -144,8 +146,8 @@ def meshctl_node_operations(ctx: NodeContext):
              content=f"# Managed by meshctl.\nD {R.RUN_DIR} 0750 {u} {g} -\n"),
         Directory(path=R.RUN_DIR, mode="0750", owner=u, group=g),
         File(path=R.CONF_FILE, content=R.render_config(ctx.topology.mesh, ctx.receptor_config),
-             mode="0644", owner=u, group=g, reload=[svc]),
-        File(id="file:receptor-unit", path=R.UNIT_FILE, content=unit, notify=[svc]),
+             mode="0644", owner=u, group=g, reload=[svc], notify=["cmd:restorecon"]),
+        File(id="file:receptor-unit", path=R.UNIT_FILE, content=unit, notify=[svc, "cmd:restorecon"]),
         GuardedService(unit=R.UNIT_NAME, enabled=True, state="started" if s.start else None,
                        reload_command=f"{R.RECEPTORCTL} --socket {R.SOCKET} reload",
                        unit_file_op="file:receptor-unit",

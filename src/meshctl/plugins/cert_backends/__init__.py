@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from meshctl.core import receptor as R
 from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import File, Packages
+from meshctl.core.ops import File
 from meshctl.core.types import CertBackend, NodeContext, TopologySection
 from meshctl.plugins.cert_backends import settings as S
 from meshctl.plugins.cert_backends.backends import (
@@ -27,6 +27,7 @@ from meshctl.plugins.cert_backends.backends import (
 from meshctl.plugins.cert_backends.ops import NodeCertificate
 
 SERVICE = f"service:{R.UNIT_NAME}"
+RELABEL = "cmd:restorecon"  # the OS plugin's SELinux relabel, where SELinux is on
 
 
 @hookimpl
@@ -198,21 +199,22 @@ def meshctl_node_operations(ctx: NodeContext):
     renew = ctx.options.get("cert_renew_within")
     force = node.name in (ctx.options.get("cert_force") or ())
     trust = backend.trust_bundle()
+    # openssl (for keys made on the node) comes with the OS plugin's base packages.
     ops: list[Any] = [
-        Packages(id="packages:openssl", names=["openssl"]),
-        File(path=R.CA_FILE, content=trust, mode="0640", owner=rs.user, group=rs.group, notify=[SERVICE]),
+        File(path=R.CA_FILE, content=trust, mode="0640", owner=rs.user, group=rs.group,
+             notify=[SERVICE, RELABEL]),
         NodeCertificate(
             node_id=node.name, addresses=S.node_addresses(node), key_type=eff.key_type, days=eff.validity_days,
             renew_within=eff.renew_within_days if renew is None else int(renew),
             key_location=key_location(backend, eff), backend=backend, trust_pem=trust,
             cert_path=R.node_cert(node.name), key_path=R.node_key(node.name), owner=rs.user, group=rs.group,
-            force=force, notify=[SERVICE],
+            force=force, notify=[SERVICE, RELABEL],
         ),
     ]
     pub = work_key_for(plugins, topo, node, backend)
     if pub is not None:
         ops.append(File(path=R.WORK_PUBLIC_KEY, content=pub, mode="0640", owner=rs.user, group=rs.group,
-                        notify=[SERVICE]))
+                        notify=[SERVICE, RELABEL]))
     return ops
 
 

@@ -18,7 +18,7 @@ from meshctl.plugins.cert_backends import settings as S
 def _cert_ops_only(op: Any) -> bool:
     from meshctl.plugins.cert_backends.ops import NodeCertificate
 
-    return isinstance(op, (NodeCertificate, Service)) or op.id in (f"file:{R.CA_FILE}", "packages:openssl")
+    return isinstance(op, (NodeCertificate, Service)) or op.id in (f"file:{R.CA_FILE}", "cmd:restorecon")
 
 
 def _nodes(topo: Any, node_opt: tuple[str, ...]) -> Any:
