@@ -31,7 +31,10 @@ import labkit  # noqa: E402
 
 PREFIX = "meshlab-"
 WORK = HERE / ".work" / "lab"
-NETWORKS = {"ctl": False, "isolated": True, "edge": True}  # name -> internal
+# name -> how it is cut off: "internal" has no route out at all; "isolate" reaches
+# the outside (Debian's mirror, for packages) but not another "isolate" network
+# (netavark blocks traffic between networks that both carry the option).
+NETWORKS = {"ctl": "isolate", "isolated": "internal", "edge": "isolate"}
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Lab:
         self.ips: dict[str, dict[str, str]] = {}
         self.key: Path | None = None
         self.registry = None
+        self.wheels: Path | None = None
         self.log = log
         self.step_name = ""
         self.step_host = ""
@@ -97,11 +101,17 @@ class Lab:
         with self.step("build images"):
             image = labkit.build_base_image(self.work, self.env)
             registry_image = labkit.build_registry_image(self.work, self.env, image)
+        with self.step("download wheels"):
+            from labkit.image import cache_dir
+            from wheels import ensure_wheelhouse
+
+            self.wheels = ensure_wheelhouse(cache_dir() / "wheels")
         with self.step("create networks"):
             subnets = labkit.free_subnets(len(NETWORKS), env=self.env)
             self.subnets = dict(zip(NETWORKS, subnets, strict=True))
-            for net, internal in NETWORKS.items():
-                labkit.create_network(PREFIX + net, self.subnets[net], internal=internal, env=self.env)
+            for net, cut in NETWORKS.items():
+                labkit.create_network(PREFIX + net, self.subnets[net], internal=cut == "internal",
+                                      isolate=cut == "isolate", env=self.env)
         self.key, pub = labkit.ssh_keypair(self.work)
         with self.step("start hosts"):
             for i, h in enumerate(self.hosts):
@@ -165,6 +175,7 @@ class Lab:
             "  listener: {port: 27199, protocol: tcp}",
             "receptor: {start: false, install: none}   # no receptor binary can be had on these machines",
             "work_signing: {generate: true}",
+            f"python: {{wheelhouse: {self.wheels}}}   # lab hosts cannot reach PyPI: wheels made on this machine",
             "nodes:",
             "  - name: awx-task",
             "    role: control",

@@ -41,7 +41,17 @@ def main() -> int:
         labkit.wait_for_ssh(ip, key, env=env)
         (wd / "known_hosts").write_text(f"{ip} {labkit.host_key('rec-exec01', env=env)}\n")
         (wd / "ssh_config").write_text(f"Host {NODE}\n  HostName {ip}\n  User root\n  IdentityFile {key}\n")
-        args = ["-f", str(DATA / "mesh.yml"), "--ssh-config", str(wd / "ssh_config"),
+        from labkit.image import cache_dir
+        from wheels import ensure_wheelhouse
+
+        wheels = ensure_wheelhouse(cache_dir() / "wheels")
+        mesh = wd / "mesh.yml"  # the recorded topology, with this machine's wheelhouse path
+        mesh.write_text((DATA / "mesh.yml").read_text() + f"python: {{wheelhouse: {wheels}}}\n")
+        ca = wd / "ca"  # mesh.yml names ca/ relative to itself
+        if ca.is_symlink():
+            ca.unlink()
+        ca.symlink_to(DATA / "ca")
+        args = ["-f", str(mesh), "--ssh-config", str(wd / "ssh_config"),
                 "--known-hosts", str(wd / "known_hosts"), "--limit", NODE]
         for name, provision_first in (("debian12-fresh.json", False), ("debian12-provisioned.json", True)):
             if provision_first:

@@ -70,14 +70,18 @@ def assert_lab_address(ip: str) -> None:
 # --- networks -------------------------------------------------------------------------------
 
 def create_network(
-    name: str, subnet: str, internal: bool = False, *, env: Mapping[str, str]
+    name: str, subnet: str, internal: bool = False, *, env: Mapping[str, str], isolate: bool = False
 ) -> None:
-    """Create a bridge network; internal=True gives it no route out (an isolated segment)."""
+    """Create a bridge network. internal=True gives it no route out (an isolated
+    segment); isolate=True keeps its route out (NAT, e.g. to a package mirror) but
+    blocks traffic to and from the lab's other networks (netavark's isolate option)."""
     _check_name(name)
     net = ipaddress.ip_network(subnet)
     args = ["network", "create", "--label", LAB_LABEL, "--subnet", str(net)]
     if internal:
         args.append("--internal")
+    if isolate:
+        args += ["--opt", "isolate=true"]
     podman(*args, name, env=env)
 
 

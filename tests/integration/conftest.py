@@ -37,6 +37,7 @@ class MiniLab:
     key: Path
     known_hosts: Path
     ips: dict[str, dict[str, str]] = field(default_factory=dict)  # host -> net -> ip
+    wheels: Path | None = None  # ansible-runner/receptorctl wheels: lab hosts cannot reach PyPI
     names: dict[str, str] = field(default_factory=dict)  # short -> container name
 
     def ip(self, host: str, net: str = "ctl") -> str:
@@ -89,6 +90,10 @@ def minilab():
     key, pub = labkit.ssh_keypair(workdir)
     ctl, iso = labkit.free_subnets(2, env=env)
     lab = MiniLab(workdir=workdir, env=env, key=key, known_hosts=workdir / "known_hosts")
+    from labkit.image import cache_dir
+    from wheels import ensure_wheelhouse
+
+    lab.wheels = ensure_wheelhouse(cache_dir() / "wheels")
     try:
         labkit.create_network(prefix + "ctl", ctl, env=env)
         labkit.create_network(prefix + "iso", iso, internal=True, env=env)

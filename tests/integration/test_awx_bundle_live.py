@@ -35,6 +35,7 @@ defaults:
   ssh: {{key: {minilab.key}}}
   listener: {{port: 27199}}
 receptor: {{start: false, install: none}}
+python: {{wheelhouse: {minilab.wheels}}}
 nodes:
   - name: awx-task
     role: control

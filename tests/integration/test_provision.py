@@ -23,6 +23,7 @@ defaults:
   ssh: {{user: {user}, key: {lab.key}, become: true}}
   listener: {{port: 27199, protocol: tcp}}
 receptor: {{start: false, install: none}}
+python: {{wheelhouse: {lab.wheels}}}
 work_signing: {{generate: true}}
 nodes:
   - name: awx-task
@@ -278,6 +279,7 @@ mesh: itest
 defaults:
   listener: {{port: 27199}}
 receptor: {{start: false, install: none}}
+python: {{wheelhouse: {minilab.wheels}}}
 work_signing: {{generate: true}}
 nodes:
   - name: hop01

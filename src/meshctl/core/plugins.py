@@ -37,6 +37,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "meshctl.plugins.os_debian",
     "meshctl.plugins.os_rhel",
     "meshctl.plugins.base_node",
+    "meshctl.plugins.python_env",
     "meshctl.plugins.execution_node",
     "meshctl.plugins.hop_node",
     "meshctl.plugins.cert_backends",

@@ -1,0 +1,152 @@
+"""The python_env plugin against a real Debian 12 host: a wheelhouse made on this
+machine (lab containers cannot reach PyPI, like an air-gapped site), uploaded and
+installed offline into /opt/meshctl/venv; then ansible-runner really runs there."""
+
+from __future__ import annotations
+
+import time
+import types
+
+import pytest
+import yaml
+
+from meshctl.core.engine import Engine
+from meshctl.core.hookspecs import hookimpl
+from meshctl.core.ops import Packages
+from meshctl.core.plugins import BUILTIN_PLUGINS, create_plugin_manager
+from meshctl.core.topology import parse_topology
+from meshctl.core.transport import SSHOptions
+from meshctl.plugins import python_env as P
+
+pytestmark = pytest.mark.integration
+
+RUNNER, RECEPTORCTL = f"{P.VENV}/bin/ansible-runner", f"{P.VENV}/bin/receptorctl"
+HELPER_OP = "test-packages:python3-venv"
+
+
+def helper_plugin() -> types.ModuleType:
+    """python3-venv is not in the lab image; in the product the OS plugin installs it."""
+    mod = types.ModuleType("venvprereq")
+
+    @hookimpl
+    def meshctl_node_operations(ctx):
+        return [Packages(id=HELPER_OP, names=["python3-venv"])]
+
+    mod.meshctl_node_operations = meshctl_node_operations
+    return mod
+
+
+def _ours(op) -> bool:
+    # Only this plugin's operations (and the helper's): other built-ins (OS packages,
+    # receptor, certificates) are tested elsewhere and would slow this test down.
+    return op.id == HELPER_OP or P.BASE_DIR in op.id
+
+
+def engine_for(minilab, wheelhouse, role: str = "execution"):
+    extra = [("venvprereq", helper_plugin())]
+    if "meshctl.plugins.python_env" not in BUILTIN_PLUGINS:
+        extra.append(("python_env", P))
+    plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends", "registry_auth"},
+                                    extra=extra)
+    text = f"""\
+mesh: venv
+defaults:
+  ssh: {{user: root, key: {minilab.key}}}
+nodes:
+  - name: ops01
+    role: {role}
+    address: {minilab.ip('ops')}
+    listener: false
+python:
+  wheelhouse: {wheelhouse}
+"""
+    topo = parse_topology(text, str(minilab.workdir / "mesh-venv.yml"), plugins)
+    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), options={"op_filter": _ours})
+    return engine, topo.node("ops01")
+
+
+@pytest.fixture
+def clean_ops_host(minilab):
+    """Start from no venv, whatever ran before on the shared ops host; leave none."""
+    had_uuid = minilab.exec("ops", "test", "-e", "/root/.ansible_runner_uuid", check=False).returncode == 0
+    minilab.exec("ops", "rm", "-rf", P.BASE_DIR)
+    yield
+    minilab.exec("ops", "rm", "-rf", P.BASE_DIR)
+    if not had_uuid:  # written by `ansible-runner worker --worker-info`
+        minilab.exec("ops", "rm", "-f", "/root/.ansible_runner_uuid")
+
+
+def summaries(result) -> dict[str, str]:
+    return {c.op.id: c.summary for c in result.changes}
+
+
+def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
+    from labkit.image import cache_dir
+    from wheels import ensure_wheelhouse
+
+    pins = P.PythonSection()
+    t0 = time.monotonic()
+    wh = ensure_wheelhouse(cache_dir() / "wheels", "3.11", pins.ansible_runner, pins.receptorctl)
+    t_wheels = time.monotonic() - t0
+    wheels = sorted(p.name for p in P.local_wheels(wh))
+
+    engine, node = engine_for(minilab, wh)
+    t0 = time.monotonic()
+    (first,) = engine.run([node], apply=True)
+    t_install = time.monotonic() - t0
+    assert first.status == "changed", first.error
+    got = summaries(first)
+    assert got["venv:/opt/meshctl/venv"] == "create with /usr/bin/python3"
+    assert got["pip:/opt/meshctl/venv"] == (
+        f"install ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl} (new virtualenv)")
+    assert sorted(k.rsplit("/", 1)[1] for k in got if k.startswith("upload:")) == wheels
+
+    # The tools work, by the absolute paths other plugins use.
+    assert minilab.exec("ops", RUNNER, "--version").stdout.strip() == pins.ansible_runner
+    usage = minilab.exec("ops", RECEPTORCTL, "--help").stdout
+    assert "Usage: receptorctl" in usage and "reload" in usage
+    # What AWX's health check runs on an execution node.
+    info = yaml.safe_load(minilab.exec("ops", RUNNER, "worker", "--worker-info").stdout)
+    assert info["runner_version"] == pins.ansible_runner and info["errors"] == []
+    assert info["cpu_count"] >= 1 and info["mem_in_bytes"] > 0
+    # Offline really: pip had no index (and the container cannot reach PyPI anyway).
+    assert minilab.exec("ops", "ls", P.WHEEL_DIR).stdout.split() == wheels
+
+    t0 = time.monotonic()
+    (second,) = engine.run([node], apply=True)
+    t_noop = time.monotonic() - t0
+    assert second.status == "ok" and second.changes == [], summaries(second)
+    assert second.round_trips == 2
+    reasons = {u.op.id: u.reason for u in second.unchanged}
+    assert reasons["pip:/opt/meshctl/venv"] == (
+        f"ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl} installed")
+
+    (verified,) = engine.run([node], apply=False, verify=True)
+    assert ("python-packages", True, f"ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl}") \
+        in verified.checks
+
+    # A broken venv (its interpreter gone) and a stale wheel: recreated, refilled, pruned.
+    minilab.exec("ops", "sh", "-c", f"rm -f {P.VENV}/bin/python*; touch {P.WHEEL_DIR}/old-0.1-py3-none-any.whl")
+    t0 = time.monotonic()
+    (third,) = engine.run([node], apply=True)
+    t_rebuild = time.monotonic() - t0
+    assert summaries(third) == {
+        "venv:/opt/meshctl/venv": "recreate with /usr/bin/python3 (its python does not run)",
+        "prune:/opt/meshctl/wheels": "remove 1 stale file(s): old-0.1-py3-none-any.whl",
+        "pip:/opt/meshctl/venv": f"install ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl} "
+                                 "(new virtualenv)",
+    }, third.error
+    assert minilab.exec("ops", RUNNER, "--version").stdout.strip() == pins.ansible_runner
+
+    # The node becomes a hop: no ansible-runner there, receptorctl stays.
+    hop, node = engine_for(minilab, wh, role="hop")
+    (fourth,) = hop.run([node], apply=True)
+    assert summaries(fourth) == {"pip:/opt/meshctl/venv": f"remove ansible-runner {pins.ansible_runner}"}
+    assert minilab.exec("ops", "test", "-e", RUNNER, check=False).returncode == 1
+    minilab.exec("ops", RECEPTORCTL, "--help")
+    (fifth,) = hop.run([node], apply=True)
+    assert fifth.changes == [] and fifth.round_trips == 2
+
+    print(f"\npython_env timings: wheelhouse {t_wheels:.1f}s, first provision {t_install:.1f}s "
+          f"(apt python3-venv, {len(wheels)} uploads, venv, pip), no-op re-run {t_noop:.2f}s, "
+          f"venv rebuild + offline install {t_rebuild:.1f}s")
