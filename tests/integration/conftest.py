@@ -95,8 +95,10 @@ def minilab():
 
     lab.wheels = ensure_wheelhouse(cache_dir() / "wheels")
     try:
-        labkit.create_network(prefix + "ctl", ctl, env=env)
-        labkit.create_network(prefix + "iso", iso, internal=True, env=env)
+        # Both reach Debian's mirror (execution nodes install podman) but not each
+        # other: hidden hosts are reached only through hop (netavark isolate).
+        labkit.create_network(prefix + "ctl", ctl, isolate=True, env=env)
+        labkit.create_network(prefix + "iso", iso, isolate=True, env=env)
         base = {"ctl": ctl.rsplit(".", 1)[0], "iso": iso.rsplit(".", 1)[0]}
         lines = []
         for i, (short, nets) in enumerate(HOSTS.items()):

@@ -69,9 +69,10 @@ def test_first_provision_changes_every_host(provisioned):
     for h in hosts.values():
         assert h["status"] == "changed", h
         assert h["applied"] and h["changed"] > 5
-        # OS, facts, apply up to the CSR, then the signed certificate; hidden02's key
-        # is made by meshctl (key_location: controller), so it needs no exchange.
-        assert h["round_trips"] == (3 if h["node"] == "hidden02" else 4), h
+        # OS, facts, the wheelhouse upload (SFTP), apply up to the CSR, then the signed
+        # certificate; hidden02's key is made by meshctl (key_location: controller),
+        # so it needs no exchange.
+        assert h["round_trips"] == (4 if h["node"] == "hidden02" else 5), h
         assert h["os"].startswith("Debian GNU/Linux 12")
     assert provisioned["summary"] == {"ok": 0, "changed": 4, "failed": 0, "unreachable": 0}
 
@@ -244,7 +245,7 @@ def test_verify_passes_then_flags_exactly_the_drifted_node(minilab, mesh, provis
     for h in ok["hosts"]:
         assert h["status"] == "ok", h
         assert {c["name"]: c["ok"] for c in h["checks"]} == {
-            "service-user": True, "receptor-config": True, "receptor-unit": True}
+            "service-user": True, "receptor-config": True, "receptor-unit": True, "python-packages": True}
     minilab.exec("hidden2", "sh", "-c", f"echo '# local edit' >> {R.CONF_FILE}")
     bad = minilab.provision_json("verify", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts), check_rc=1)
     by = {h["node"]: h for h in bad["hosts"]}
