@@ -66,8 +66,9 @@ def lab_hosts(extra_exec: int = 0) -> list[LabHost]:
 
 
 class Lab:
-    def __init__(self, extra_exec: int = 0, log=print):
+    def __init__(self, extra_exec: int = 0, log=print, receptor_binary: str | None = None):
         self.hosts = lab_hosts(extra_exec)
+        self.receptor_binary = receptor_binary
         self.work = WORK
         self.logs = WORK / "logs"
         self.env: dict[str, str] = {}
@@ -163,6 +164,7 @@ class Lab:
                       for h in self.hosts},
             "target": {"name": "target01", "address": self.ips["target01"]["isolated"]},
             "registry": {"hostport": self.registry.hostport, "ca": str(self.registry.ca_cert_path)},
+            "receptor_binary": self.receptor_binary,
         }
         (self.work / "inventory.json").write_text(json.dumps(inventory, indent=2) + "\n")
 
@@ -173,14 +175,16 @@ class Lab:
             "defaults:",
             f"  ssh: {{user: root, key: {self.key}, become: true}}",
             "  listener: {port: 27199, protocol: tcp}",
-            "receptor: {start: false, install: none}   # no receptor binary can be had on these machines",
+            (f"receptor: {{start: true, install: local, binary: {self.receptor_binary}}}"
+             if self.receptor_binary else
+             "receptor: {start: false, install: none}   # no receptor binary: lay everything down, start nothing"),
             "work_signing: {generate: true}",
             f"python: {{wheelhouse: {self.wheels}}}   # lab hosts cannot reach PyPI: wheels made on this machine",
             "nodes:",
-            "  - name: awx-task",
+            "  - name: awx-task   # stands for the controller: this machine on the ctl network",
             "    role: control",
             "    managed: false",
-            "    address: awx-task.meshlab.test",
+            f"    address: {self.subnets['ctl'].rsplit('.', 1)[0]}.1",
         ]
         for h in self.hosts:
             if h.role is None:
@@ -229,6 +233,20 @@ class Lab:
             raise labkit.LabError(f"certs status reports problems: {bad}")
         return rows
 
+    def preflight(self) -> None:
+        with self.step("meshctl preflight"):
+            r = self.meshctl("preflight", "-o", "json", log_name="preflight.log")
+            try:
+                hosts = json.loads(r.stdout)["hosts"]
+            except (json.JSONDecodeError, KeyError):
+                raise labkit.LabError(f"meshctl preflight failed (exit {r.returncode}): {r.stderr[-1000:]}") from None
+            bad = {h["node"]: [c for c in h["checks"] if not c["ok"]] for h in hosts if h["status"] != "ok"}
+            for h in hosts:
+                self.log(f"    {h['node']:<10} {h['status']:<6} {len(h['checks'])} checks")
+            if bad or r.returncode != 0:
+                self.step_host = ", ".join(bad)
+                raise labkit.LabError(f"preflight found problems: {bad}")
+
     def provision(self, n: int) -> dict:
         with self.step(f"meshctl provision #{n}"):
             r = self.meshctl("provision", "-o", "json", log_name=f"provision-{n}.log")
@@ -249,7 +267,7 @@ class Lab:
     def verify(self) -> None:
         with self.step("testinfra verify"):
             env = {**self.meshctl_env(), "MESHLAB_INVENTORY": str(self.work / "inventory.json")}
-            cmd = [sys.executable, "-m", "pytest", str(HERE / "verify"), "-p", "no:cacheprovider", "-q",
+            cmd = [sys.executable, "-m", "pytest", str(HERE / "verify"), "-p", "no:cacheprovider", "-q", "-rs",
                    "-o", "addopts=", "--rootdir", str(HERE / "verify"),
                    f"--junitxml={self.logs / 'verify.xml'}"]
             r = subprocess.run(cmd, text=True, timeout=1800, env=env, cwd=HERE / "verify")
@@ -291,11 +309,19 @@ class Lab:
 
 
 def run_podman(args: argparse.Namespace) -> int:
-    lab = Lab(extra_exec=args.exec_nodes)
+    binary = args.receptor_binary or os.environ.get("MESHLAB_RECEPTOR_BINARY") or None
+    if binary and not Path(binary).is_file():
+        print(f"lab: --receptor-binary {binary}: no such file", file=sys.stderr)
+        return 1
+    lab = Lab(extra_exec=args.exec_nodes, receptor_binary=str(Path(binary).resolve()) if binary else None)
+    if not binary:
+        print("lab: no receptor binary (--receptor-binary PATH or MESHLAB_RECEPTOR_BINARY): provisioning with "
+              "install: none and start: false; receptor runtime checks will be skipped")
     ok = False
     try:
         lab.up()
         first = lab.provision(1)
+        lab.preflight()
         lab.verify()
         second = lab.provision(2)
         lab.idempotence(second)
@@ -326,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backend", choices=["podman", "vagrant"], default="podman")
     ap.add_argument("--exec-nodes", type=int, default=0, metavar="N",
                     help="extra execution nodes on ctl (scale runs)")
+    ap.add_argument("--receptor-binary", metavar="PATH", default=None,
+                    help="a receptor binary to install (install: local) and start on every node")
     args = ap.parse_args(argv)
     if args.backend == "vagrant":
         import vagrant_backend
