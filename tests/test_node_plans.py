@@ -127,3 +127,48 @@ def test_certificate_reissue_reasons(engine, case, expect):
     assert change.summary.startswith("issue: ") and expect in change.summary, change.summary
     assert change.summary.endswith("(key made on the node)")
     assert change.exchange is not None  # the CSR comes back from the node mid-apply
+
+
+def _started(facts):
+    facts = copy.deepcopy(facts)
+    facts["service:receptor.service"] = {"enabled": "enabled", "active": "active"}
+    facts["version:receptor"] = {"installed": True, "version": "1.6.9"}
+    return facts
+
+
+def _engine_for(plugins, text):
+    from meshctl.core.topology import parse_topology
+
+    topo = parse_topology(text, str(DATA / "mesh.yml"), plugins)
+    return Engine(topo, plugins), topo.node(NODE)
+
+
+def test_changed_peers_reload_and_a_changed_certificate_restarts(plugins):
+    """With receptor running: a new peer changes only receptor.conf, so receptor is
+    reloaded; a reissued certificate needs a restart (TLS files are read at start)."""
+    base = (DATA / "mesh.yml").read_text().replace("receptor: {start: false, install: none}",
+                                                   "receptor: {start: true, install: none}")
+    release, facts = load("debian12-provisioned.json")
+    facts = _started(facts)
+    eng, node = _engine_for(plugins, base)
+    svc = [p for p in eng.plan_from_facts(node, release, facts) if p.op.id == "service:receptor.service"]
+    assert isinstance(svc[0], NoChange), svc
+
+    more_peers = base + "  - name: hop02.example.com\n    role: hop\n    peers: [awx-task]\n"
+    more_peers = more_peers.replace("    peers: [hop01.example.com]", "    peers: [hop01.example.com, hop02.example.com]")
+    eng, node = _engine_for(plugins, more_peers)
+    planned = {p.op.id: p for p in eng.plan_from_facts(node, release, facts)}
+    changed = sorted(k for k, p in planned.items() if isinstance(p, Change))
+    assert changed == ["file:/etc/receptor/receptor.conf", "service:receptor.service"]
+    assert planned["service:receptor.service"].summary == "reload (after preflight)"
+    assert "+- tcp-peer:\n" in planned["file:/etc/receptor/receptor.conf"].diff
+    after = planned["service:receptor.service"].exchange
+    assert after is not None  # the host's preflight dump is judged before anything reloads
+
+    eng, node = _engine_for(plugins, base)
+    facts2 = copy.deepcopy(facts)
+    facts2[f"file:/etc/receptor/tls/{NODE}.crt"]["sha256"] = "0" * 64  # content differs: reissue
+    facts2[f"file:/etc/receptor/tls/{NODE}.crt"]["content_b64"] = ""
+    planned = {p.op.id: p for p in eng.plan_from_facts(node, release, facts2)}
+    assert isinstance(planned[f"cert:/etc/receptor/tls/{NODE}.crt"], Change)
+    assert planned["service:receptor.service"].summary == "restart (after preflight)"
