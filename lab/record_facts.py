@@ -23,8 +23,11 @@ NODE = "exec01.example.com"
 
 
 def meshctl(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "meshctl", *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=900, check=True)
+    r = subprocess.run([sys.executable, "-m", "meshctl", *args], capture_output=True, text=True,
+                       cwd=ROOT, timeout=900)
+    if r.returncode != 0:
+        raise SystemExit(f"meshctl {args[0]} failed (exit {r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    return r
 
 
 def main() -> int:

@@ -201,7 +201,9 @@ def batch_script(facts: list[Fact]) -> tuple[str, str]:
     parts = [_PREAMBLE.replace("%(limit)d", str(CONTENT_LIMIT))]
     for i, fact in enumerate(facts):
         parts.append(f"printf '%s\\n' '{boundary} {i}'")
-        parts.append(f"{{ {fact.command} ; }} </dev/null 2>&1; printf '\\n%s\\n' \"{boundary} rc $?\"")
+        body = fact.command.rstrip().rstrip(";")
+        group = f"{{\n{body}\n}}" if "\n" in body else f"{{ {body} ; }}"  # heredocs need their own lines
+        parts.append(f"{group} </dev/null 2>&1; printf '\\n%s\\n' \"{boundary} rc $?\"")
     parts.append(f"printf '%s\\n' '{boundary} end'")
     return "\n".join(parts) + "\n", boundary
 

@@ -254,7 +254,7 @@ def _pydantic_diags(exc: ValidationError, root: type[BaseModel], loc: yamlpos.Lo
         elif err["type"] == "missing":
             diags.append(loc.diag(path[:-1], f"{format_path(path[:-1]) or 'top level'}: required key {path[-1]!r} is missing"))
         else:
-            msg = err["msg"]
+            msg = err["msg"].removeprefix("Value error, ")
             if err["type"].startswith("literal_error"):
                 msg = msg.replace("Input should be", "must be")
             diags.append(loc.diag(path, f"{where}: {msg}"))

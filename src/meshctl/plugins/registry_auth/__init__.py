@@ -1,7 +1,457 @@
-"""Container registry credentials and registry files for execution nodes.
+"""Container registries for execution nodes: the awx user's auth.json (merged
+with entries meshctl does not manage), trust for private CAs, insecure and mirror
+drop-ins, and pre-pulled Execution Environment images.
 
-Registered here as the home of the registry support; its hooks arrive with
-registry authentication.
+Passwords come from the environment, a file or a command (or a plugin's secret
+store through ``meshctl_registry_credentials``); they reach the node only on the
+apply script's stdin and never appear in plans, logs or errors.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, RootModel, model_validator
+
+from meshctl.core import facts as F
+from meshctl.core.errors import MeshctlError
+from meshctl.core.hookspecs import hookimpl
+from meshctl.core.ops import Change, Cmd, Directory, File, NoChange, Operation, PlanResult
+from meshctl.core.topology import StrictModel, valid_address
+from meshctl.core.types import NodeContext, RegistryCredentials, TopologySection
+
+_HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]+)(?::(?P<port>\d{1,5}))?$")
+CERTS_D = "/etc/containers/certs.d"
+CONF_D = "/etc/containers/registries.conf.d"
+MANAGED_MARK = ".meshctl-managed"
+
+
+class Registry(StrictModel):
+    """One entry of ``registries:``."""
+
+    host: str = Field(description="registry host[:port], as image names spell it")
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    password_command: str | None = None
+    password: str | None = Field(default=None, repr=False)
+    ca_file: str | None = None
+    insecure: bool = False
+    mirror_of: str | None = None
+    prepull: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Registry:
+        m = _HOSTPORT.match(self.host)
+        if not m or not valid_address(m.group("host").strip("[]")) or (m.group("port") and not
+                                                                          1 <= int(m.group("port")) <= 65535):
+            raise ValueError(f"host {self.host!r} must be HOST or HOST:PORT")
+        sources = [s for s in ("password_env", "password_file", "password_command", "password")
+                   if getattr(self, s) is not None]
+        if len(sources) > 1:
+            raise ValueError(f"give one password source, not {' and '.join(sources)}")
+        if sources and not self.username:
+            raise ValueError("a password needs a username")
+        if self.username and not sources:
+            raise ValueError("username given without password_env, password_file or password_command")
+        for image in self.prepull:
+            if not image.startswith(self.host + "/") and not (self.mirror_of and image.startswith(self.mirror_of + "/")):
+                raise ValueError(f"prepull image {image!r} is not on {self.host} (name it fully: {self.host}/...)")
+        return self
+
+    @property
+    def has_credentials(self) -> bool:
+        return self.username is not None
+
+    @property
+    def slug(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", self.host)
+
+
+class Registries(RootModel[list[Registry]]):
+    @model_validator(mode="after")
+    def _unique(self) -> Registries:
+        hosts = [r.host for r in self.root]
+        dupes = sorted({h for h in hosts if hosts.count(h) > 1})
+        if dupes:
+            raise ValueError(f"registry listed twice: {', '.join(dupes)}")
+        return self
+
+
+def registries(topo: Any) -> list[Registry]:
+    section = topo.sections.get("registries")
+    return list(section.root) if section is not None else []
+
+
+@hookimpl
+def meshctl_register_topology_sections(register):
+    register(TopologySection("registries", Registries, "mesh", "container registries for execution nodes"))
+
+
+# -- credentials -----------------------------------------------------------------
+
+@hookimpl(trylast=True)
+def meshctl_registry_credentials(registry: Registry, node: Any) -> RegistryCredentials | None:
+    """The built-in sources: password_env, password_file, password_command, password."""
+    if not registry.has_credentials:
+        return None
+    if registry.password_env is not None:
+        value = os.environ.get(registry.password_env)
+        if value is None:
+            raise MeshctlError(f"registry {registry.host}: environment variable {registry.password_env} is not set")
+    elif registry.password_file is not None:
+        path = _resolve(node, registry.password_file)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                value = fh.read().rstrip("\n")
+        except OSError as exc:
+            raise MeshctlError(f"registry {registry.host}: cannot read password_file {path}: {exc.strerror}") from None
+    elif registry.password_command is not None:
+        try:
+            r = subprocess.run(shlex.split(registry.password_command), capture_output=True, text=True, timeout=60,
+                               stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise MeshctlError(f"registry {registry.host}: password_command failed to run: {exc}") from None
+        if r.returncode != 0:
+            # Its output may hold the secret: say only that it failed.
+            raise MeshctlError(f"registry {registry.host}: password_command exited {r.returncode}")
+        value = r.stdout.splitlines()[0] if r.stdout else ""
+    else:
+        value = registry.password or ""
+    return RegistryCredentials(registry.username or "", value)
+
+
+def _resolve(node: Any, value: str) -> str:
+    from meshctl.plugins.cert_backends.settings import resolve_path
+
+    topo = getattr(node, "_topology", None)
+    return str(resolve_path(topo, value)) if topo is not None else os.path.expanduser(value)
+
+
+_cred_cache: dict[tuple[int, str], RegistryCredentials | None] = {}
+_cred_lock = threading.Lock()
+
+
+def credentials(plugins: Any, topo: Any, registry: Registry, node: Any) -> RegistryCredentials | None:
+    """Resolved once per run and registry (a password command runs once)."""
+    key = (id(topo), registry.host)
+    with _cred_lock:
+        if key not in _cred_cache:
+            node._topology = topo
+            creds = plugins.registry_credentials(registry, node)
+            if creds is None and registry.has_credentials:
+                raise MeshctlError(f"registry {registry.host}: no plugin supplied credentials")
+            _cred_cache[key] = creds
+        return _cred_cache[key]
+
+
+# -- validation --------------------------------------------------------------------
+
+@hookimpl
+def meshctl_validate_topology(topology, report):
+    for i, reg in enumerate(registries(topology)):
+        base = ("registries", i)
+        if reg.password is not None:
+            report(base + ("password",), f"registry {reg.host}: plaintext password in the topology file; "
+                   "prefer password_env, password_file or password_command", "warning")
+        if reg.password_env is not None and reg.password_env not in os.environ:
+            report(base + ("password_env",), f"registry {reg.host}: environment variable {reg.password_env} "
+                   "is not set")
+        if reg.password_file is not None:
+            from meshctl.plugins.cert_backends.settings import resolve_path
+
+            p = resolve_path(topology, reg.password_file)
+            if not os.access(p, os.R_OK):
+                report(base + ("password_file",), f"registry {reg.host}: cannot read password_file {p}")
+        if reg.ca_file is not None:
+            from meshctl.plugins.cert_backends.settings import resolve_path
+
+            p = resolve_path(topology, reg.ca_file)
+            try:
+                data = p.read_bytes()
+            except OSError as exc:
+                report(base + ("ca_file",), f"registry {reg.host}: cannot read ca_file {p}: {exc.strerror}")
+                continue
+            if b"-----BEGIN CERTIFICATE-----" not in data:
+                report(base + ("ca_file",), f"registry {reg.host}: ca_file {p} is not a PEM certificate")
+        if reg.insecure:
+            report(base + ("insecure",), f"registry {reg.host}: insecure: true turns off TLS verification for it",
+                   "warning")
+
+
+# -- operations ----------------------------------------------------------------------
+
+def _auth_value(creds: RegistryCredentials) -> str:
+    return base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+def _digest(auth: str) -> str:
+    return hashlib.sha256(auth.encode()).hexdigest()
+
+
+_AUTH_FACT = r"""
+for py in /opt/meshctl/venv/bin/python /usr/bin/python3 /usr/libexec/platform-python; do [ -x "$py" ] && break; done
+"$py" - "$1" <<'PYEOF'
+import hashlib, json, os, pwd, sys
+path = sys.argv[1]
+out = {"exists": os.path.exists(path), "hashes": {}, "managed": []}
+try:
+    st = os.stat(path)
+    out["mode"] = format(st.st_mode & 0o777, "o")
+    out["owner"] = pwd.getpwuid(st.st_uid).pw_name
+    data = json.load(open(path))
+    for host, entry in (data.get("auths") or {}).items():
+        out["hashes"][host] = hashlib.sha256(str(entry.get("auth", "")).encode()).hexdigest()
+except FileNotFoundError:
+    pass
+except Exception as exc:
+    out["error"] = type(exc).__name__
+try:
+    out["managed"] = [l.strip() for l in open(path + ".meshctl-managed") if l.strip()]
+except OSError:
+    pass
+print(json.dumps(out))
+PYEOF
+"""
+
+
+def auth_fact(path: str) -> F.Fact:
+    cmd = "set -- " + shlex.quote(path) + "\n" + _AUTH_FACT
+    return F.Fact(key=f"authjson:{path}", command=cmd, kind="authjson", parser=_parse_json)
+
+
+def _parse_json(output: str, rc: int) -> dict[str, Any]:
+    for line in reversed(output.strip().splitlines()):
+        if line.startswith("{"):
+            try:
+                return json.loads(line)
+            except ValueError:
+                break
+    return {"exists": None, "error": output.strip()[-200:]}
+
+
+_MERGE = r"""
+for py in /opt/meshctl/venv/bin/python /usr/bin/python3 /usr/libexec/platform-python; do [ -x "$py" ] && break; done
+"$py" -c '
+import json, os, sys, tempfile
+path, owner = sys.argv[1], sys.argv[2]
+want = json.load(sys.stdin)
+try:
+    data = json.load(open(path))
+except FileNotFoundError:
+    data = {}
+auths = data.setdefault("auths", {})
+try:
+    before = [l.strip() for l in open(path + ".meshctl-managed") if l.strip()]
+except OSError:
+    before = []
+for host in before:
+    if host not in want:
+        auths.pop(host, None)
+for host, auth in want.items():
+    auths[host] = {"auth": auth}
+import pwd
+pw = pwd.getpwnam(owner)
+for target, text in ((path, json.dumps(data, indent=2) + "\n"), (path + ".meshctl-managed", "".join(h + "\n" for h in sorted(want)))):
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".meshctl.")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chown(tmp, pw.pw_uid, pw.pw_gid)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, target)
+print("auth.json: %d registr%s managed by meshctl" % (len(want), "y" if len(want) == 1 else "ies"))
+' "$1" "$2"
+"""
+
+
+@dataclass
+class AuthJson(Operation):
+    """The service user's containers auth.json: meshctl's registries set, others kept,
+    ones meshctl set before but no longer lists removed."""
+
+    path: str = ""
+    owner: str = "awx"
+    wanted: dict[str, str] = field(default_factory=dict, repr=False)  # host -> base64(user:pass)
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"authjson:{self.path}"
+        self.description = self.description or f"{self.path} (registry credentials)"
+        self.secret = True
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [auth_fact(self.path)]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        have = facts[f"authjson:{self.path}"]
+        names = ", ".join(sorted(self.wanted)) or "none"
+        stale = sorted(set(have.get("managed") or []) - set(self.wanted))
+        differs = [h for h, a in self.wanted.items() if (have.get("hashes") or {}).get(h) != _digest(a)]
+        attrs = have.get("exists") and (have.get("mode") != "600" or have.get("owner") != self.owner)
+        clean = not (differs or stale or attrs or have.get("error"))
+        if clean and (have.get("exists") or not self.wanted) and set(have.get("managed") or []) == set(self.wanted):
+            return NoChange(self, f"auth.json: {names} (credentials masked) up to date")
+        notes = []
+        if differs:
+            notes.append("set " + ", ".join(differs))
+        if stale:
+            notes.append("remove " + ", ".join(stale))
+        if attrs:
+            notes.append("fix mode/owner")
+        summary = f"auth.json: {names} (credentials masked)" + (f": {'; '.join(notes)}" if notes else "")
+        return Change(self, summary, lambda: [Cmd(f"sh -c {shlex.quote(_MERGE)} meshctl-authjson "
+                                                  f"{shlex.quote(self.path)} {shlex.quote(self.owner)}",
+                                                  stdin=json.dumps(self.wanted))])
+
+
+@dataclass
+class Warn(Operation):
+    """Only says something the user must know, in every plan."""
+
+    message: str = ""
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        return NoChange(self, self.message, warning=True)
+
+
+def _listing_fact(key: str, command: str) -> F.Fact:
+    return F.Fact(key=key, command=command, kind="lines",
+                  parser=lambda out, rc: {"lines": [ln for ln in out.splitlines() if ln.strip()]})
+
+
+@dataclass
+class PruneManaged(Operation):
+    """Remove registry files meshctl made for registries no longer listed."""
+
+    keep_confs: list[str] = field(default_factory=list)
+    keep_certs: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.id = self.id or "registries:prune"
+        self.description = self.description or "registry files of dropped registries"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [
+            _listing_fact("ls:registries.conf.d", f"ls -1 {CONF_D}/meshctl-*.conf 2>/dev/null || true"),
+            _listing_fact("ls:certs.d", f"ls -1d {CERTS_D}/*/{MANAGED_MARK} 2>/dev/null || true"),
+        ]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        confs = [p for p in facts["ls:registries.conf.d"]["lines"] if p not in self.keep_confs]
+        certs = [p.rsplit("/", 1)[0] for p in facts["ls:certs.d"]["lines"]]
+        certs = [d for d in certs if d not in self.keep_certs]
+        if not confs and not certs:
+            return NoChange(self, "nothing to remove")
+        cmds = [Cmd(f"rm -f -- {shlex.quote(p)}") for p in confs]
+        cmds += [Cmd(f"rm -rf -- {shlex.quote(d)}") for d in certs]
+        return Change(self, "remove " + ", ".join(confs + certs), cmds)
+
+
+_PULL = r"""
+out=$(runuser -l "$1" -c "podman pull --quiet $(printf '%q' "$2")" 2>&1); rc=$?
+if [ $rc -ne 0 ]; then
+  printf '%s\n' "$out" | tail -n 5
+  case "$out" in
+    *x509*|*"unknown authority"*|*certificate*) echo "meshctl: registry $3 is not trusted on this node (unknown CA): set its ca_file";;
+    *unauthorized*|*401*|*"authentication required"*) echo "meshctl: registry $3 rejected the credentials (HTTP 401)";;
+    *"connection refused"*|*"no route to host"*|*"i/o timeout"*|*"no such host"*|*"network is unreachable"*) echo "meshctl: registry $3 is unreachable from this node";;
+  esac
+  exit $rc
+fi
+echo "pulled $2"
+"""
+
+
+@dataclass
+class Prepull(Operation):
+    """An Execution Environment image present in the service user's storage."""
+
+    image: str = ""
+    registry: str = ""
+    user: str = "awx"
+
+    def __post_init__(self) -> None:
+        self.id = self.id or f"prepull:{self.image}"
+        self.description = self.description or f"image {self.image} (as {self.user})"
+
+    def facts(self, manager: str) -> list[F.Fact]:
+        return [F.command_fact(f"runuser -l {shlex.quote(self.user)} -c "
+                               f"{shlex.quote('podman image exists ' + shlex.quote(self.image))}")]
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        key = f"rc:runuser -l {shlex.quote(self.user)} -c " \
+              f"{shlex.quote('podman image exists ' + shlex.quote(self.image))}"
+        if facts[key]["rc"] == 0 and not (changed & {"authjson", "certs"}):
+            return NoChange(self, "present")
+        args = " ".join(shlex.quote(a) for a in (self.user, self.image, self.registry))
+        return Change(self, "pull", [Cmd(f"sh -c {shlex.quote(_PULL)} meshctl-pull {args}")])
+
+
+@hookimpl
+def meshctl_registry_files(ctx: NodeContext):
+    regs = registries(ctx.topology)
+    if ctx.node.role != "execution" or not ctx.node.managed:
+        return None
+    from meshctl.plugins.base_node import settings
+    from meshctl.plugins.cert_backends.settings import resolve_path
+
+    s = settings(ctx)
+    plugins = ctx.topology.plugins
+    ops: list[Any] = []
+    keep_confs, keep_certs, wanted = [], [], {}
+    for reg in regs:
+        if reg.ca_file:
+            d = f"{CERTS_D}/{reg.host}"
+            keep_certs.append(d)
+            ops += [Directory(path=CERTS_D, mode="0755"), Directory(path=d, mode="0755"),
+                    File(path=f"{d}/ca.crt", content=resolve_path(ctx.topology, reg.ca_file).read_bytes(),
+                         mode="0644"),
+                    File(path=f"{d}/{MANAGED_MARK}", content=f"# {reg.host}: managed by meshctl\n")]
+        if reg.insecure or reg.mirror_of:
+            path = f"{CONF_D}/meshctl-{reg.slug}.conf"
+            keep_confs.append(path)
+            ops.append(File(path=path, content=_drop_in(reg)))
+        if reg.insecure:
+            ops.append(Warn(id=f"warn:insecure:{reg.host}", description=f"registry {reg.host}",
+                            message=f"WARNING: TLS verification is off for registry {reg.host} (insecure: true)"))
+        creds = credentials(plugins, ctx.topology, reg, ctx.node)
+        if creds is not None:
+            wanted[reg.host] = _auth_value(creds)
+    ops = _dedupe(ops)
+    ops.append(PruneManaged(keep_confs=keep_confs, keep_certs=keep_certs))
+    # Always planned: with no registries left it removes what meshctl once added.
+    ops.append(AuthJson(path=f"{s.home}/.config/containers/auth.json", owner=s.user, wanted=wanted,
+                        notify=["authjson"]))
+    for reg in regs:
+        for image in reg.prepull:
+            ops.append(Prepull(image=image, registry=reg.host, user=s.user))
+    return ops
+
+
+def _dedupe(ops: list[Any]) -> list[Any]:
+    seen, out = set(), []
+    for op in ops:
+        if op.id not in seen:
+            seen.add(op.id)
+            out.append(op)
+    return out
+
+
+def _drop_in(reg: Registry) -> str:
+    lines = [f"# Managed by meshctl for registry {reg.host}.", "[[registry]]"]
+    if reg.mirror_of:
+        lines += [f'prefix = "{reg.mirror_of}"', f'location = "{reg.mirror_of}"', "", "[[registry.mirror]]",
+                  f'location = "{reg.host}"']
+        if reg.insecure:
+            lines.append("insecure = true")
+    else:
+        lines += [f'location = "{reg.host}"', "insecure = true"]
+    return "\n".join(lines) + "\n"

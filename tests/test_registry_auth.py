@@ -1,0 +1,185 @@
+"""registry_auth: sections, credential sources, and plans from facts (secrets masked)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+
+import pytest
+
+from meshctl.core.engine import Engine, build_operations, plan_operations
+from meshctl.core.errors import MeshctlError, TopologyError
+from meshctl.core.ops import Change, NoChange
+from meshctl.core.topology import parse_topology
+from meshctl.core.types import OSRelease
+from meshctl.plugins import registry_auth as RA
+
+SECRET = "pa55-w0rd-NEVER-SHOWN"
+
+
+def mesh(tmp_path, registries: str) -> str:
+    ca = tmp_path / "ca.crt"
+    from cryptography.hazmat.primitives import serialization
+
+    from meshctl.core import certs as C
+
+    _, cert = C.create_ca("reg CA", "ecdsa-p256")
+    ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    return f"""\
+mesh: r
+registries:
+{registries.replace("CA", str(ca))}
+nodes:
+  - name: e1
+    role: execution
+    address: e1.example.com
+  - name: h1
+    role: hop
+    address: h1.example.com
+"""
+
+
+REG = """\
+  - host: reg.example.com:5000
+    username: builder
+    password_env: MESHCTL_TEST_REG_PW
+    ca_file: CA
+    prepull: [reg.example.com:5000/ansible/ee:2.17]
+  - host: mirror.example.com
+    insecure: true
+    mirror_of: quay.io
+"""
+
+
+@pytest.fixture
+def env_pw(monkeypatch):
+    monkeypatch.setenv("MESHCTL_TEST_REG_PW", SECRET)
+
+
+def registry_ops(plugins, tmp_path, text=REG, node="e1"):
+    topo = parse_topology(mesh(tmp_path, text), str(tmp_path / "mesh.yml"), plugins)
+    RA._cred_cache.clear()
+    eng = Engine(topo, plugins)
+    ctx = eng.context(topo.node(node), OSRelease("debian", "12"))
+    ops = [o for o in build_operations(plugins, ctx) if o.id.startswith(
+        ("authjson:", "prepull:", "registries:", "warn:", "file:/etc/containers/certs.d",
+         "file:/etc/containers/registries.conf.d/meshctl"))]
+    return topo, ops
+
+
+def fresh_facts(ops):
+    facts = {}
+    for op in ops:
+        for f in op.facts("apt"):
+            if f.key.startswith("file:"):
+                facts[f.key] = {"kind": "absent"}
+            elif f.key.startswith("authjson:"):
+                facts[f.key] = {"exists": False, "hashes": {}, "managed": []}
+            elif f.key.startswith("ls:"):
+                facts[f.key] = {"lines": []}
+            else:
+                facts[f.key] = {"rc": 1}
+    return facts
+
+
+def test_fresh_node_plan_masks_credentials(plugins, tmp_path, env_pw):
+    _, ops = registry_ops(plugins, tmp_path)
+    planned = plan_operations(ops, fresh_facts(ops), "apt")
+    by = {p.op.id: p for p in planned}
+    auth = by["authjson:/home/awx/.config/containers/auth.json"]
+    assert isinstance(auth, Change) and auth.secret
+    assert auth.summary == "auth.json: reg.example.com:5000 (credentials masked): set reg.example.com:5000"
+    wanted = json.loads(auth.commands[0].stdin)
+    assert base64.b64decode(wanted["reg.example.com:5000"]).decode() == f"builder:{SECRET}"
+    assert SECRET not in auth.commands[0].line  # the secret travels on stdin, not the command line
+    assert by["file:/etc/containers/certs.d/reg.example.com:5000/ca.crt"].summary == "create"
+    dropin = by["file:/etc/containers/registries.conf.d/meshctl-mirror.example.com.conf"]
+    assert 'prefix = "quay.io"' in dropin.op.content and 'location = "mirror.example.com"' in dropin.op.content
+    assert by["warn:insecure:mirror.example.com"].warning
+    assert by["prepull:reg.example.com:5000/ansible/ee:2.17"].summary == "pull"
+
+
+def test_up_to_date_auth_is_no_change_and_foreign_entries_are_kept(plugins, tmp_path, env_pw):
+    _, ops = registry_ops(plugins, tmp_path)
+    facts = fresh_facts(ops)
+    auth = base64.b64encode(f"builder:{SECRET}".encode()).decode()
+    key = "authjson:/home/awx/.config/containers/auth.json"
+    facts[key] = {"exists": True, "mode": "600", "owner": "awx", "managed": ["reg.example.com:5000"],
+                  "hashes": {"reg.example.com:5000": hashlib.sha256(auth.encode()).hexdigest(),
+                             "someone-elses.example.com": "x"}}
+    (res,) = [p for p in plan_operations(ops, facts, "apt") if p.op.id == key]
+    assert isinstance(res, NoChange) and "(credentials masked) up to date" in res.reason
+    # A registry dropped from mesh.yml: only meshctl's own entry goes.
+    facts[key]["managed"].append("old.example.com")
+    (res,) = [p for p in plan_operations(ops, facts, "apt") if p.op.id == key]
+    assert isinstance(res, Change) and res.summary.endswith("remove old.example.com")
+    # A changed password: the stored hash no longer matches.
+    facts[key]["managed"] = ["reg.example.com:5000"]
+    facts[key]["hashes"]["reg.example.com:5000"] = "0" * 64
+    (res,) = [p for p in plan_operations(ops, facts, "apt") if p.op.id == key]
+    assert res.summary.endswith("set reg.example.com:5000")
+
+
+def test_hop_nodes_get_no_registry_files(plugins, tmp_path, env_pw):
+    _, ops = registry_ops(plugins, tmp_path, node="h1")
+    assert ops == []
+
+
+def test_password_sources(plugins, tmp_path, monkeypatch):
+    pw = tmp_path / "pw"
+    pw.write_text("from-file\n")
+    reg = RA.Registry(host="r.example.com", username="u", password_file=str(pw))
+    assert RA.meshctl_registry_credentials(reg, object()).password == "from-file"
+    cmd = f"{sys.executable} -c 'print(\"from-command\")'"
+    reg = RA.Registry(host="r.example.com", username="u", password_command=cmd)
+    assert RA.meshctl_registry_credentials(reg, object()).password == "from-command"
+    reg = RA.Registry(host="r.example.com", username="u", password_command=f"{sys.executable} -c 'import sys; print(\"{SECRET}\"); sys.exit(3)'")
+    with pytest.raises(MeshctlError) as info:
+        RA.meshctl_registry_credentials(reg, object())
+    assert "exited 3" in str(info.value) and SECRET not in str(info.value)
+    monkeypatch.delenv("NOPE_PW", raising=False)
+    reg = RA.Registry(host="r.example.com", username="u", password_env="NOPE_PW")
+    with pytest.raises(MeshctlError, match="NOPE_PW is not set"):
+        RA.meshctl_registry_credentials(reg, object())
+
+
+def test_a_plugin_can_supply_credentials_first(tmp_path, env_pw):
+    import types
+
+    from meshctl.core.hookspecs import hookimpl
+    from meshctl.core.plugins import create_plugin_manager
+    from meshctl.core.types import RegistryCredentials
+
+    vault = types.ModuleType("vault")
+    vault.meshctl_registry_credentials = hookimpl(
+        lambda registry, node: RegistryCredentials(registry.username, "from-vault"))
+    plugins = create_plugin_manager(autoload=False, extra=[("vault", vault)])
+    _, ops = registry_ops(plugins, tmp_path)
+    (auth,) = [o for o in ops if o.id.startswith("authjson:")]
+    assert base64.b64decode(auth.wanted["reg.example.com:5000"]).decode() == "builder:from-vault"
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("  - host: r.example.com\n    username: u\n", "username given without password_env"),
+    ("  - host: r.example.com\n    password_env: X\n", "a password needs a username"),
+    ("  - host: r.example.com\n    username: u\n    password_env: X\n    password_file: f\n", "give one password source"),
+    ("  - host: r.example.com\n    prepull: [quay.io/ansible/ee:1]\n", "is not on r.example.com"),
+    ("  - host: 'r.example.com:99999'\n", "must be HOST or HOST:PORT"),
+    ("  - host: r.example.com\n  - host: r.example.com\n", "registry listed twice: r.example.com"),
+    ("  - host: r.example.com\n    ca_file: /nonexistent/ca.crt\n", "cannot read ca_file"),
+])
+def test_bad_entries_are_located_errors(plugins, tmp_path, entry, message):
+    with pytest.raises(TopologyError) as info:
+        parse_topology(mesh(tmp_path, entry), "mesh.yml", plugins)
+    text = info.value.render()
+    assert message in text and "mesh.yml:" in text, text
+
+
+def test_plaintext_password_is_accepted_with_a_warning(plugins, tmp_path):
+    topo = parse_topology(mesh(tmp_path, f"  - host: r.example.com\n    username: u\n    password: {SECRET}\n"),
+                          "mesh.yml", plugins)
+    (w,) = [w for w in topo.warnings if "password" in str(w)]
+    assert "plaintext password" in str(w) and SECRET not in str(w)
+    assert SECRET not in repr(RA.registries(topo)[0])
