@@ -430,3 +430,65 @@ def test_certs_issue_offline(minilab, mesh, tmp_path):
     v = subprocess.run(["openssl", "verify", "-CAfile", str(out / "ca.crt"), str(out / "exec01.crt")],
                        capture_output=True, text=True, timeout=30)
     assert v.stdout.strip().endswith(": OK"), v.stdout + v.stderr
+
+
+def test_status_healthy_then_flags_exactly_the_broken_node(minilab, mesh, provisioned):
+    kh = ("--known-hosts", str(minilab.known_hosts))
+    ok = minilab.provision_json("status", "-f", str(mesh), *kh)
+    assert [r["healthy"] for r in ok["nodes"]] == [True] * 4, ok
+    by = {r["node"]: r for r in ok["nodes"]}
+    assert by["exec01"]["runner_version"] == "2.4.3" and by["exec01"]["worker"]["errors"] == []
+    assert by["exec01"]["worker"]["cpu_count"] >= 1 and 3649 < by["hop01"]["cert_days_left"] <= 3650
+    assert by["hop01"]["runner_version"] is None  # hop nodes run no work
+    minilab.exec("hidden2", "mv", R.CONF_FILE, R.CONF_FILE + ".away")
+    try:
+        bad = minilab.provision_json("status", "-f", str(mesh), *kh, check_rc=1)
+        unhealthy = [r["node"] for r in bad["nodes"] if not r["healthy"]]
+        assert unhealthy == ["hidden02"], bad
+        (c,) = [c for r in bad["nodes"] if r["node"] == "hidden02" for c in r["checks"] if not c["ok"]]
+        assert c["name"] == "config" and "receptor.conf is missing" in c["detail"]
+        text = minilab.meshctl("status", "-f", str(mesh), *kh, check_rc=1).stdout
+        assert "UNHEALTHY" in text and "hidden02" in text
+    finally:
+        minilab.exec("hidden2", "mv", R.CONF_FILE + ".away", R.CONF_FILE)
+
+
+def test_drift_after_a_peer_change_is_reported_then_cleared(minilab, mesh, provisioned, tmp_path):
+    kh = ("--known-hosts", str(minilab.known_hosts))
+    changed = minilab.write_mesh(tmp_path / "mesh.yml",
+                                 mesh.read_text().replace("    peers: [hidden01]\n", "    peers: [hidden01, hop01]\n"))
+    plan = minilab.meshctl("plan", "-f", str(changed), *kh).stdout
+    lines = {ln.split(":")[0]: ln for ln in plan.splitlines() if ln.split(":")[0] in ("hop01", "exec01", "hidden01",
+                                                                                        "hidden02")}
+    assert lines["hidden02"].startswith("hidden02: 1 to change") and "drift: receptor.conf" in lines["hidden02"]
+    for other in ("hop01", "exec01", "hidden01"):
+        assert lines[other].startswith(f"{other}: in sync"), lines[other]
+    detailed = minilab.meshctl("plan", "-f", str(changed), *kh, "--detailed", "--limit", "hidden02").stdout
+    assert f"+    address: \"{minilab.ip('hop')}:27199\"" in detailed, detailed
+    minilab.provision_json("provision", "-f", str(changed), *kh, "--limit", "hidden02")
+    assert "hidden02: in sync" in minilab.meshctl("plan", "-f", str(changed), *kh, "--limit", "hidden02").stdout
+    minilab.provision_json("provision", "-f", str(mesh), *kh, "--limit", "hidden02")  # back
+
+
+def test_diagnose_archive_has_the_evidence_and_no_secret(minilab, mesh, provisioned, tmp_path,
+                                                         _private_state_dir):
+    import tarfile
+
+    out = tmp_path / "diag.tar.gz"
+    r = minilab.meshctl("diagnose", "exec01", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts),
+                        "--out", str(out))
+    assert "files from exec01" in r.stdout and oct(out.stat().st_mode & 0o777) == "0o600"
+    with tarfile.open(out) as tar:
+        names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+        blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+    assert {"receptor.conf", "unit-status.txt", "receptor.log", "journal.txt", "certificates.txt",
+            "podman-info.txt", "worker-info.txt", "MANIFEST"} <= names, names
+    assert b"id: exec01" in blob and b"runner_version" in blob and b"othername" in blob
+    # No secret: the node's private key, the work-signing private key, the mesh CA key.
+    node_key = minilab.exec("node1", "cat", R.node_key("exec01")).stdout
+    secrets = [node_key, (_private_state_dir / "itest" / "work-private.pem").read_text(),
+               (_private_state_dir / "itest" / "ca.key").read_text()]
+    for secret in secrets:
+        body = "".join(secret.strip().splitlines()[1:-1])
+        assert body and body[:60].encode() not in blob
+    assert b"PRIVATE KEY-----\n" not in blob

@@ -72,6 +72,7 @@ class HostResult:
             "error": self.error,
             "cause": self.cause,
             "warnings": [nc.reason for nc in self.unchanged if nc.warning],
+            "drift": _drift(self.changes),
             "failed_step": self.failed_step,
             "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in self.checks],
             "changes": [
@@ -110,9 +111,18 @@ def detect_os(plugins: MeshctlPlugins, release: OSRelease) -> OSFamily:
 
 def build_operations(plugins: MeshctlPlugins, ctx: NodeContext) -> list[Operation]:
     ctx.receptor_config = plugins.receptor_config(ctx)
-    ops = plugins.node_operations(ctx)
-    # Services react to the files before them, whichever plugin wrote those files.
-    ops = [o for o in ops if not isinstance(o, Service)] + [o for o in ops if isinstance(o, Service)]
+    removal = ctx.options.get("remove")
+    if removal is not None:
+        ops = plugins.removal_operations(ctx, bool(removal.get("purge_user")))
+        # Stop services before their files go; the user goes last, after everything
+        # it owned.
+        services = [o for o in ops if isinstance(o, Service)]
+        last = [o for o in ops if o.id.startswith("purge:")]
+        ops = services + [o for o in ops if o not in services and o not in last] + last
+    else:
+        ops = plugins.node_operations(ctx)
+        # Services react to the files before them, whichever plugin wrote those files.
+        ops = [o for o in ops if not isinstance(o, Service)] + [o for o in ops if isinstance(o, Service)]
     keep = ctx.options.get("op_filter")
     if keep is not None:
         ops = [o for o in ops if keep(o)]
@@ -329,8 +339,11 @@ class Engine:
         probe = getattr(self, "_probe", None)
         if probe is not None:
             script, evaluate = probe
-            _rc, out = session.run(script(ctx), timeout=300)
-            result.checks = evaluate(ctx, out)
+            _rc, out = session.run(script(ctx), timeout=float(self.options.get("probe_timeout", 300)))
+            checks = evaluate(ctx, out)
+            if isinstance(checks, tuple):  # (checks, details for reports)
+                checks, result.recorded = checks
+            result.checks = checks
             failed = [n for n, ok, _ in result.checks if not ok]
             result.status = "failed" if failed else "ok"
             if failed:
@@ -442,6 +455,12 @@ class Engine:
             result.error = f"apply script ended early (exit {rc}): " + _tail("\n".join(per_step.get(state["step"], [])))
             return None
         return per_step
+
+
+def _drift(changes: list[Change]) -> list[str]:
+    from meshctl.core.output import drift
+
+    return drift(changes)
 
 
 def _tail(text: str, n: int = 10) -> str:

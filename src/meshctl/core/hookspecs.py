@@ -91,6 +91,16 @@ def meshctl_node_operations(ctx: NodeContext) -> Iterable[Operation] | None:
 
 
 @hookspec
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool) -> Iterable[Operation] | None:
+    """Return the operations that undo what this plugin laid down on a node, for
+    ``meshctl remove NODE``. They must be idempotent (removing what is already gone
+    is "no change") and remove only what meshctl created. ``purge_user`` asks to
+    remove the service user and its data as well. Stopping services comes first:
+    the core runs service operations before the others here.
+    """
+
+
+@hookspec
 def meshctl_receptor_config(ctx: NodeContext) -> Iterable[dict[str, Any]] | None:
     """Return receptor.conf sections this plugin adds for a node.
 

@@ -137,12 +137,37 @@ def describe_change(change: Change, detailed: bool) -> list[str]:
     return lines
 
 
+_DRIFT = (
+    ("receptor.conf", lambda i: i == "file:/etc/receptor/receptor.conf"),
+    ("certificates", lambda i: i.startswith("cert:") or i == "file:/etc/receptor/tls/ca/mesh-CA.crt"),
+    ("receptor binary", lambda i: i in ("receptor-binary", "upload:/usr/bin/receptor", "packages:receptor")),
+    ("packages", lambda i: i.startswith("packages:")),
+    ("python packages", lambda i: i.startswith(("pip:", "venv:"))),
+    ("registries", lambda i: i.startswith(("authjson:", "prepull:", "registries:"))
+     or "/etc/containers/certs.d/" in i or "registries.conf.d/meshctl-" in i),
+    ("service", lambda i: i.startswith("service:")),
+)
+
+
+def drift(changes: list[Change]) -> list[str]:
+    """What kinds of things differ from the topology, for one-line plan summaries."""
+    kinds: list[str] = []
+    for c in changes:
+        kind = next((name for name, match in _DRIFT if match(c.op.id)), "other files")
+        if kind not in kinds:
+            kinds.append(kind)
+    return kinds
+
+
 def print_plan(console: Console, results: list[HostResult], detailed: bool) -> None:
     for r in results:
         if r.status in ("failed", "unreachable"):
             continue
-        head = f"{r.node}: {r.changed} to change, {len(r.unchanged)} unchanged"
-        console.print(f"[bold]{head}[/]" if r.changed else head, highlight=False)
+        if r.changed:
+            head = f"{r.node}: {r.changed} to change, {len(r.unchanged)} unchanged -- drift: {', '.join(drift(r.changes))}"
+        else:
+            head = f"{r.node}: in sync ({len(r.unchanged)} checked)"
+        console.print(f"[bold]{escape(head)}[/]" if r.changed else escape(head), highlight=False)
         for change in r.changes:
             for line in describe_change(change, detailed):
                 console.print(line, markup=False, highlight=False)

@@ -176,6 +176,9 @@ class MeshctlPlugins:
         ops += _flatten(reversed(self.pm.hook.meshctl_registry_files(ctx=ctx)))
         return ops
 
+    def removal_operations(self, ctx: NodeContext, purge_user: bool) -> list[Any]:
+        return _flatten(reversed(self.pm.hook.meshctl_removal_operations(ctx=ctx, purge_user=purge_user)))
+
     def registry_credentials(self, registry: Any, node: Any) -> Any:
         return self.pm.hook.meshctl_registry_credentials(registry=registry, node=node)
 

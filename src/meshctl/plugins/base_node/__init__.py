@@ -5,6 +5,7 @@ peers) and the systemd unit. Also declares the unmanaged ``control`` and
 
 from __future__ import annotations
 
+import shlex
 import time
 from typing import Any, Literal
 
@@ -196,6 +197,44 @@ def meshctl_register_checks(register):
 
 @hookimpl
 def meshctl_register_commands(cli):
-    from meshctl.plugins.base_node.commands import register
+    from meshctl.plugins.base_node import commands
 
-    register(cli)
+    commands.register(cli)
+    commands.register_remove(cli)
+    commands.register_status(cli)
+    commands.register_diagnose(cli)
+
+
+@hookimpl
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
+    from meshctl.core.ops import Absent, Command, Service
+
+    if not ctx.node.managed:
+        return None
+    s = settings(ctx)
+    ops: list[Any] = [
+        Service(id="service:receptor.service", unit=R.UNIT_NAME, enabled=False, state="stopped"),
+        Absent(path=R.UNIT_FILE, notify=["cmd:daemon-reload"]),
+        Command(id="cmd:daemon-reload", command="systemctl daemon-reload", only_when_notified=True),
+        Absent(path=R.CONF_DIR),
+        Absent(path=R.LOG_DIR),
+        Absent(path=R.RUN_DIR),
+        Absent(path="/etc/tmpfiles.d/receptor.conf"),
+        Absent(path="/etc/security/limits.d/receptor.conf"),
+        Absent(path="/var/lib/meshctl"),
+    ]
+    if s.install in ("release", "local"):  # a package or other means own their binary
+        ops.append(Absent(path=R.BINARY))
+    if purge_user:
+        u, g = shlex.quote(s.user), shlex.quote(s.group)
+        ops += [
+            # Linger keeps a user manager (and its processes) alive: end it first.
+            Command(id="purge:linger", command=f"loginctl disable-linger {u}; loginctl terminate-user {u} || true",
+                    unless=f"! id {u} >/dev/null 2>&1", description=f"end {s.user}'s sessions"),
+            Command(id="purge:user", command=f"userdel -r {u}", unless=f"! id {u} >/dev/null 2>&1",
+                    description=f"remove user {s.user} and {s.home}"),
+            # userdel may already have taken the user's own group: check again when running.
+            Command(id="purge:group", command=f"if getent group {g} >/dev/null; then groupdel {g}; fi",
+                    unless=f"! getent group {g} >/dev/null", description=f"remove group {s.group}"),
+        ]
+    return ops

@@ -48,3 +48,188 @@ def register(cli: click.Group) -> None:
             print_checks(state.out, results, title="preflight")
         if any(r.status != "ok" for r in results):
             ctx.exit(1)
+
+
+def register_remove(cli: click.Group) -> None:
+    @cli.command("remove")
+    @click.argument("nodes", nargs=-1, required=True)
+    @corecli._file_option
+    @corecli._run_options
+    @corecli._output_option
+    @click.option("--purge-user", is_flag=True, help="Also remove the service user (awx) and its data.")
+    @click.option("--yes", "-y", is_flag=True, help="Remove without asking (required when not on a terminal).")
+    @click.pass_context
+    def remove(ctx: click.Context, nodes: tuple[str, ...], file: Path, limit, forks, accept_new_host_keys,
+               known_hosts, ssh_config, ask_become_pass, verbose, output, purge_user: bool, yes: bool) -> None:
+        """Take NODE(s) out of service cleanly: stop and disable receptor, remove its unit,
+        configuration, certificates, work key, logs, virtualenv, registry files and the
+        firewall rule meshctl opened. Shows what it will remove first."""
+        import sys
+
+        from meshctl.core.errors import UsageError
+        from meshctl.core.output import (
+            PlainReporter,
+            print_json,
+            print_plan,
+            print_summary,
+            summary_counts,
+        )
+
+        state = ctx.obj
+        state.verbose += verbose
+        topo = corecli._load(state, file)
+        names = ",".join(n for v in nodes for n in v.split(",") if n)
+        targets = corecli._select(topo, names)
+        options = {"remove": {"purge_user": purge_user}}
+        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
+                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0), options)
+        preview = engine.run(targets, apply=False)
+        bad = [r for r in preview if r.status in ("failed", "unreachable")]
+        if output == "text":
+            print_plan(state.out, preview, detailed=False)
+        if bad:
+            if output == "json":
+                print_json({"command": "remove", "summary": summary_counts(preview),
+                            "hosts": [r.to_json() for r in preview]})
+            else:
+                print_summary(state.out, preview, verbose=state.verbose > 0, title="remove (preview)")
+            ctx.exit(1)
+        if not any(r.changes for r in preview):
+            if output == "json":
+                print_json({"command": "remove", "summary": summary_counts(preview),
+                            "hosts": [r.to_json() for r in preview]})
+            else:
+                state.out.print("nothing to remove")
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("remove changes hosts: add --yes to go ahead without a terminal")
+            click.confirm(f"Remove meshctl's files from {', '.join(n.name for n in targets)}?", abort=True)
+        results = engine.run(targets, apply=True)
+        if output == "json":
+            print_json({"command": "remove", "summary": summary_counts(results),
+                        "hosts": [r.to_json() for r in results]})
+        else:
+            print_summary(state.out, results, verbose=state.verbose > 0, title="remove")
+        if any(r.status in ("failed", "unreachable") for r in results):
+            ctx.exit(1)
+
+
+def register_status(cli: click.Group) -> None:
+    @cli.command("status")
+    @corecli._file_option
+    @corecli._run_options
+    @corecli._output_option
+    @click.option("--timeout", type=click.IntRange(5, 600), default=60, show_default=True,
+                  help="Seconds to wait for one node: a slow node does not stall the report.")
+    @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True)
+    @click.pass_context
+    def status(ctx: click.Context, file: Path, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
+               ask_become_pass, verbose, output, timeout: int, warn_days: int) -> None:
+        """Health of every node: SSH, receptor and since when, listener, certificate days
+        left, receptor and ansible-runner versions (skew flagged), worker-info, and the
+        mesh as receptor sees it. Exit 1 when any node is unhealthy."""
+        from rich.markup import escape
+        from rich.table import Table
+
+        from meshctl.core.output import PlainReporter, print_json, summary_counts
+        from meshctl.plugins.base_node import settings
+        from meshctl.plugins.base_node import status as S
+
+        state = ctx.obj
+        state.verbose += verbose
+        topo = corecli._load(state, file)
+        nodes = corecli._select(topo, limit)
+        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
+                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0),
+                                 {"probe_timeout": timeout})
+        for n in nodes:  # bound the connection as well as the command
+            if n.ssh.connect_timeout is None:
+                n.ssh.connect_timeout = float(min(timeout, 30))
+
+        def script(nctx: Any) -> str:
+            port = nctx.node.listener.port if nctx.node.listener else None
+            return S.script(nctx.node.name, settings(nctx).user, nctx.node.role == "execution", port)
+
+        def evaluate(nctx: Any, out: str) -> Any:
+            return S.evaluate(S.parse(out), node=nctx.node, start=settings(nctx).start, warn_days=warn_days)
+
+        results = engine.probe(nodes, script, evaluate)
+        rows = []
+        for r in results:
+            row = dict(r.recorded or {"node": r.node})
+            row["healthy"] = r.status == "ok"
+            row["ssh"] = "unreachable" if r.status == "unreachable" else "ok"
+            row["checks"] = [{"name": n, "ok": ok, "detail": d} for n, ok, d in r.checks]
+            if r.error and r.status == "unreachable":
+                row["error"] = f"{r.cause}: {r.error}"
+            rows.append(row)
+        skew = S.skew(rows)
+        if output == "json":
+            print_json({"command": "status", "mesh": topo.mesh, "summary": summary_counts(results),
+                        "skew": skew, "nodes": rows})
+        else:
+            t = Table(title="status", title_justify="left", header_style="bold")
+            for col in ("node", "health", "ssh", "receptor", "cert days", "receptor ver", "runner ver", "detail"):
+                t.add_column(col)
+            for row in rows:
+                bad = [c for c in row["checks"] if not c["ok"]]
+                health = "[green]healthy[/]" if row["healthy"] else "[bold red]UNHEALTHY[/]"
+                detail = "; ".join(f"{c['name']}: {c['detail']}" for c in bad) or row.get("error", "")
+                t.add_row(escape(row["node"]), health, row["ssh"], escape(str(row.get("receptor_state", "-"))),
+                          str(row.get("cert_days_left", "-")), str(row.get("receptor_version") or "-"),
+                          str(row.get("runner_version") or "-"), escape(detail))
+            state.out.print(t)
+            for line in skew:
+                state.out.print(f"[yellow]{escape(line)}[/]")
+        if any(not r["healthy"] for r in rows):
+            ctx.exit(1)
+
+
+def register_diagnose(cli: click.Group) -> None:
+    @cli.command("diagnose")
+    @click.argument("node_name", metavar="NODE")
+    @corecli._file_option
+    @corecli._run_options
+    @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                  help="Archive path [default: ./meshctl-diagnose-NODE-<time>.tar.gz].")
+    @click.pass_context
+    def diagnose(ctx: click.Context, node_name: str, file: Path, limit, forks, accept_new_host_keys, known_hosts,
+                 ssh_config, ask_become_pass, verbose, out: Path | None) -> None:
+        """Collect one tar.gz to debug NODE: receptor.conf, unit status, the last 500 lines of
+        receptor.log and of the journal, certificate summaries (never keys), podman info as
+        the service user, worker-info, and the work units' status and stdout under
+        /tmp/receptor (the real error behind "exit status 1"). Secrets are redacted."""
+        import os
+
+        from meshctl.core.output import PlainReporter
+        from meshctl.plugins.base_node import diagnose as D
+        from meshctl.plugins.base_node import settings
+
+        state = ctx.obj
+        state.verbose += verbose
+        topo = corecli._load(state, file)
+        (node,) = corecli._select(topo, node_name)
+        engine = corecli._engine(state, topo, 1, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
+                                 PlainReporter(verbose=state.verbose > 0), {"probe_timeout": 180})
+        collected: dict[str, str] = {}
+
+        def script(nctx: Any) -> str:
+            return D.script(node.name, settings(nctx).user, node.role == "execution")
+
+        def evaluate(nctx: Any, output: str) -> list[tuple[str, bool, str]]:
+            collected.update(D.split(output))
+            return [("collected", bool(collected), f"{len(collected)} files")]
+
+        (res,) = engine.probe([node], script, evaluate)
+        if res.status == "unreachable" or not collected:
+            from meshctl.core.errors import MeshctlError
+
+            raise MeshctlError(f"{node.name}: {res.cause or 'failed'}: {res.error or 'nothing collected'}")
+        data, redactions = D.archive(node.name, collected, D.known_secrets(state.plugins, topo, node))
+        path = out or Path(f"meshctl-diagnose-{node.name}-{time.strftime('%Y%m%dT%H%M%S')}.tar.gz")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        state.out.print(f"{path}: {len(collected)} files from {node.name}, {redactions} redaction(s)",
+                        markup=False)

@@ -101,3 +101,27 @@ def meshctl_node_operations(ctx: NodeContext):
         Directory(path="/etc/containers/registries.conf.d", mode="0755"),
         File(path="/etc/containers/registries.conf.d/force-fully-qualified-images.conf", content=FULLY_QUALIFIED),
     ]
+
+
+@hookimpl
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
+    from meshctl.core.ops import Absent
+    from meshctl.plugins.base_node import settings
+
+    if ctx.node.role != "execution" or not ctx.node.managed:
+        return None
+    s = settings(ctx)
+    p: PodmanSection = ctx.section("podman") or PodmanSection()
+    ops: list[Any] = [Absent(path="/etc/containers/registries.conf.d/force-fully-qualified-images.conf")]
+    if purge_user:
+        return ops  # the user's removal takes its home, linger and subordinate ids with it
+    u, end = s.user, p.subid_start + p.subid_count - 1
+    return ops + [
+        Absent(path=f"{s.home}/.config/containers/containers.conf"),
+        Absent(path=f"{s.home}/.config/containers/storage.conf"),
+        Command(id="cmd:linger-off", command=f"loginctl disable-linger {u}",
+                unless=f"! test -e /var/lib/systemd/linger/{u}", description=f"linger off for {u}"),
+        Command(id="cmd:subids-off", description=f"subuid/subgid of {u}",
+                command=f"usermod --del-subuids {p.subid_start}-{end} --del-subgids {p.subid_start}-{end} {u}",
+                unless=f"! grep -q '^{u}:' /etc/subuid && ! grep -q '^{u}:' /etc/subgid"),
+    ]

@@ -167,3 +167,20 @@ def firewall_ops(ctx: NodeContext) -> list[Operation]:
             inactive="nftables.service not active: nothing to open",
         ),
     ]
+
+
+@hookimpl
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool) -> list[Operation] | None:
+    if ctx.os_family.name != "debian" or not ctx.node.managed:
+        return None
+    if ctx.node.listener is None or ctx.node.listener.port is None:
+        return None
+    fw = ctx.section("firewall")
+    if fw is not None and not fw.manage:
+        return None
+    port = ctx.node.listener.port
+    return [FirewallRule(
+        id="firewall:ufw", description=f"ufw: {port}/tcp", gate=UFW_FACT, service="ufw", inactive="inactive",
+        command=f"ufw delete allow {port}/tcp", unless=f"! ( {ufw_allowed(port)} )",
+        summary=f"delete the allow rule for {port}/tcp", done=f"no rule for {port}/tcp",
+    )]

@@ -403,3 +403,20 @@ def late_node_operations(ctx: NodeContext) -> list[Operation] | None:
         return None
     return [restorecon_op()]
 
+
+
+@hookimpl
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool) -> list[Operation] | None:
+    if not _mine(ctx) or ctx.node.listener is None or ctx.node.listener.port is None:
+        return None
+    fw, port = firewall_settings(ctx), f"{ctx.node.listener.port}/tcp"
+    if not fw.manage:
+        return None
+    z = f"--zone={shlex.quote(fw.zone)}"
+    return [FirewallRule(
+        id="firewall:firewalld", description=f"firewalld: {port} in zone {fw.zone}", gate=FIREWALLD_FACT,
+        service="firewalld",
+        command=f"firewall-cmd --permanent {z} --remove-port={port} && firewall-cmd {z} --remove-port={port}",
+        unless=f"! firewall-cmd --permanent {z} --query-port={port} && ! firewall-cmd {z} --query-port={port}",
+        summary=f"close {port} in zone {fw.zone}", done=f"{port} not open in zone {fw.zone}",
+    )]

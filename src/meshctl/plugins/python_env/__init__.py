@@ -431,3 +431,12 @@ def _check_packages(ctx: NodeContext) -> CheckResult:
 def meshctl_register_checks(register: Callable[[Check], None]) -> None:
     register(Check("python-packages", _check_packages,
                    description=f"{VENV} holds the pinned ansible-runner/receptorctl"))
+
+
+@hookimpl
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
+    from meshctl.core.ops import Absent
+
+    if not ctx.node.managed:
+        return None
+    return [Absent(path="/opt/meshctl")]

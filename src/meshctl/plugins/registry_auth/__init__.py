@@ -259,6 +259,15 @@ for host in before:
         auths.pop(host, None)
 for host, auth in want.items():
     auths[host] = {"auth": auth}
+if not want and not auths and set(data) <= {"auths"}:
+    # Nothing left but what meshctl put there: leave no file behind.
+    for target in (path, path + ".meshctl-managed"):
+        try:
+            os.remove(target)
+        except FileNotFoundError:
+            pass
+    print("auth.json: removed (it held only meshctl's registries)")
+    sys.exit(0)
 import pwd
 pw = pwd.getpwnam(owner)
 for target, text in ((path, json.dumps(data, indent=2) + "\n"), (path + ".meshctl-managed", "".join(h + "\n" for h in sorted(want)))):
@@ -455,3 +464,16 @@ def _drop_in(reg: Registry) -> str:
     else:
         lines += [f'location = "{reg.host}"', "insecure = true"]
     return "\n".join(lines) + "\n"
+
+
+@hookimpl
+def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
+    if ctx.node.role != "execution" or not ctx.node.managed:
+        return None
+    from meshctl.plugins.base_node import settings
+
+    s = settings(ctx)
+    ops: list[Any] = [PruneManaged()]
+    if not purge_user:  # otherwise the user's home goes, auth.json with it
+        ops.append(AuthJson(path=f"{s.home}/.config/containers/auth.json", owner=s.user, wanted={}))
+    return ops

@@ -1,0 +1,126 @@
+"""``meshctl status``: one round trip per node, judged here."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from typing import Any
+
+from meshctl.core import certs as C
+from meshctl.core import receptor as R
+
+M = "@@meshctl-status"
+
+
+def script(node_name: str, user: str, execution: bool, port: int | None) -> str:
+    u = shlex.quote(user)
+    worker = (f"timeout 30 runuser -u {u} -- {R.RUNNER} worker --worker-info 2>&1; echo \"rc=$?\""
+              if execution else "echo skipped")
+    return f"""\
+printf '%s service\\n' '{M}'; systemctl show {R.UNIT_NAME} -p ActiveState -p SubState -p ActiveEnterTimestamp -p UnitFileState 2>/dev/null
+printf '%s conf\\n' '{M}'; if [ -f {R.CONF_FILE} ]; then echo present; else echo absent; fi
+printf '%s listen\\n' '{M}'; ss -ltnH 2>/dev/null | awk '{{print $4}}' | grep -E ':{port or 0}$' || true
+printf '%s cert\\n' '{M}'; cat {shlex.quote(R.node_cert(node_name))} 2>/dev/null
+printf '%s receptor\\n' '{M}'; if [ -x {R.BINARY} ]; then {R.BINARY} --version 2>&1 | head -n 1; else echo absent; fi
+printf '%s runner\\n' '{M}'; if [ -x {R.RUNNER} ]; then {R.RUNNER} --version 2>&1 | head -n 1; else echo absent; fi
+printf '%s worker\\n' '{M}'; {worker}
+printf '%s mesh\\n' '{M}'; if [ -S {R.SOCKET} ]; then timeout 15 runuser -u {u} -- {R.RECEPTORCTL} --socket {R.SOCKET} status --json 2>&1; else echo nosocket; fi
+printf '%s end\\n' '{M}'
+"""
+
+
+def parse(output: str) -> dict[str, str]:
+    parts: dict[str, list[str]] = {}
+    cur = None
+    for line in output.splitlines():
+        if line.startswith(M + " "):
+            cur = line[len(M) + 1 :].strip()
+            parts[cur] = []
+        elif cur is not None:
+            parts[cur].append(line)
+    return {k: "\n".join(v).strip() for k, v in parts.items()}
+
+
+def _kv(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+
+
+_V = re.compile(r"\d+\.\d+\.\d+\S*")
+
+
+def evaluate(sections: dict[str, str], *, node: Any, start: bool, warn_days: int) -> tuple[list, dict]:
+    checks: list[tuple[str, bool, str]] = []
+    info: dict[str, Any] = {"node": node.name, "role": node.role}
+    if "end" not in sections:
+        return [("status", False, "the node's report was cut short")], info
+    svc = _kv(sections.get("service", ""))
+    state = svc.get("ActiveState", "unknown")
+    since = svc.get("ActiveEnterTimestamp", "") if state == "active" else ""
+    info.update(receptor_state=state, since=since, enabled=svc.get("UnitFileState", ""))
+    conf = sections.get("conf") == "present"
+    checks.append(("config", conf, "receptor.conf present" if conf else f"{R.CONF_FILE} is missing"))
+    if start:
+        checks.append(("receptor", state == "active", f"{state}" + (f" since {since}" if since else "")))
+    else:
+        checks.append(("receptor", True, f"{state} (receptor.start is false: not started by meshctl)"))
+    port = node.listener.port if node.listener else None
+    listening = bool(sections.get("listen"))
+    info["listener"] = {"port": port, "open": listening}
+    if port and start:
+        checks.append(("listener", listening, f"port {port} " + ("open" if listening else "not listening")))
+    pem = sections.get("cert", "")
+    if "BEGIN CERTIFICATE" in pem:
+        st = C.inspect_cert((pem + "\n").encode())
+        info["cert_days_left"] = round(st.days_left, 1)
+        ok = st.days_left > 0
+        detail = f"{st.days_left:.0f} days left" + (" (renew soon: meshctl certs renew)" if 0 < st.days_left < warn_days
+                                                     else "")
+        checks.append(("certificate", ok, detail if ok else f"expired on {st.not_after:%Y-%m-%d}"))
+    else:
+        info["cert_days_left"] = None
+        checks.append(("certificate", False, f"no certificate at {R.node_cert(node.name)}"))
+    for key in ("receptor", "runner"):
+        m = _V.search(sections.get(key, ""))
+        info[f"{key}_version"] = m.group(0) if m else None
+    worker = sections.get("worker", "skipped")
+    if worker != "skipped":
+        rc = worker.rsplit("rc=", 1)[-1].strip() if "rc=" in worker else "?"
+        body = worker.rsplit("rc=", 1)[0]
+        try:
+            import yaml
+
+            data = yaml.safe_load(body) or {}
+        except Exception:
+            data = {}
+        errors = data.get("errors") if isinstance(data, dict) else None
+        ok = rc == "0" and isinstance(data, dict) and errors == []
+        info["worker"] = {k: data.get(k) for k in ("cpu_count", "mem_in_bytes", "runner_version", "errors")} \
+            if isinstance(data, dict) else None
+        detail = (f"cpu {data.get('cpu_count')}, memory {int(data.get('mem_in_bytes') or 0) // 2**20} MiB"
+                  if ok else f"worker-info failed (rc {rc}): {(errors or body.strip()[-200:])}")
+        checks.append(("worker-info", ok, detail))
+    mesh = sections.get("mesh", "nosocket")
+    if mesh != "nosocket":
+        try:
+            st = json.loads(mesh)
+            routes = sorted((st.get("RoutingTable") or {}).keys())
+            known = sorted(n.get("NodeID", "?") for n in (st.get("Advertisements") or []))
+            info["mesh"] = {"routes": routes, "known_nodes": known}
+            checks.append(("mesh", True, f"{len(known)} known nodes, routes to {len(routes)}"))
+        except ValueError:
+            checks.append(("mesh", False, f"receptorctl status failed: {mesh[-200:]}"))
+    return checks, info
+
+
+def skew(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per component whose version differs between nodes."""
+    out = []
+    for key, label in (("receptor_version", "receptor"), ("runner_version", "ansible-runner")):
+        seen: dict[str, list[str]] = {}
+        for r in rows:
+            if r.get(key):
+                seen.setdefault(r[key], []).append(r["node"])
+        if len(seen) > 1:
+            out.append(f"version skew: {label} " + "; ".join(f"{v} on {', '.join(ns)}" for v, ns in sorted(seen.items())))
+    return out
