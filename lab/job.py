@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -39,6 +40,7 @@ JOB_TIMEOUT = 600.0  # whole pipeline: transmit + worker (pull, play) + process
 KILL_WAIT = 10.0
 SSH_CHECK_TIMEOUT = 30.0
 STDOUT_TAIL_LINES = 25
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 # AWX: container_options = ['--user=root'] + DEFAULT_CONTAINER_RUN_OPTIONS
 # (['--network', 'slirp4netns:enable_ipv6=true']) + ['--pull=<EE pull policy>'].
 AWX_CONTAINER_OPTIONS = ("--user=root", "--network", "slirp4netns:enable_ipv6=true")
@@ -80,7 +82,12 @@ class JobResult:
 
     @property
     def default_ipv4(self) -> str | None:
+        """None for a host without a default route (target01 on the internal network)."""
         return (self.facts.get("ansible_default_ipv4") or {}).get("address")
+
+    @property
+    def ipv4_addresses(self) -> list[str]:
+        return list(self.facts.get("ansible_all_ipv4_addresses") or [])
 
 
 def _write(path: Path, text: str, mode: int = 0o600) -> None:
@@ -101,7 +108,9 @@ def make_private_data_dir(
     pdd.chmod(0o700)
     _write(pdd / "project" / "ping.yml", PING_PLAYBOOK, 0o644)
     _write(pdd / "inventory" / "hosts",
-           f"target01 ansible_host={target_ip} ansible_user=root\n", 0o644)
+           # auto_silent: interpreter discovery as usual, without its warning in the output.
+           f"target01 ansible_host={target_ip} ansible_user=root "
+           "ansible_python_interpreter=auto_silent\n", 0o644)
     # Runner feeds it to ssh-agent inside the EE (through a fifo); it is never an argument.
     _write(pdd / "env" / "ssh_key", key_path.read_text())
     _write(pdd / "env" / "envvars", json.dumps({"ANSIBLE_HOST_KEY_CHECKING": "False"}) + "\n")
@@ -222,11 +231,12 @@ def _stats(events: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def _tail(path: Path, n: int = STDOUT_TAIL_LINES) -> str:
+    """The last n non-blank lines, without the callback's ANSI colours."""
     try:
-        lines = path.read_text(errors="replace").splitlines()
+        text = ANSI_RE.sub("", path.read_text(errors="replace"))
     except OSError:
         return ""
-    return "\n".join(lines[-n:])
+    return "\n".join([ln for ln in text.splitlines() if ln.strip()][-n:])
 
 
 def run_job(
@@ -292,7 +302,7 @@ def run_job(
             subprocess.run([*_ssh_base(ssh_config, node), cleanup], capture_output=True,
                            timeout=SSH_CHECK_TIMEOUT, stdin=subprocess.DEVNULL, check=False)
         notes.append(f"pipeline killed after {timeout:.0f}s (exit codes {codes})")
-    elif any(codes):
+    elif codes[0] or codes[2]:  # the worker's exit code is the play's rc: not news
         notes.append("exit codes transmit/worker/process: " + "/".join(map(str, codes)))
     artifact_dir = pdd / "artifacts" / ident
     events = _read_events(artifact_dir)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import secrets
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -37,6 +38,7 @@ import labkit  # noqa: E402
 from ee import build_ee_image, push_ee  # noqa: E402
 from job import SERVICE_USER, JobResult, _ssh_base, as_service_user, pull_on_node, run_job  # noqa: E402
 from labkit.errors import LabError  # noqa: E402
+from labkit.image import _image_id  # noqa: E402
 from labkit.registry import RegistryInfo, make_htpasswd, registry_check  # noqa: E402
 
 PREFIX = "meshlab-"
@@ -70,7 +72,7 @@ class StandaloneLab:
 # --- node preparation (meshctl's job once its registry support lands) -------------------------
 
 _MERGE_AUTH = f"""\
-import json, os, pwd, sys
+import base64, json, os, pwd, sys
 pw = pwd.getpwnam({SERVICE_USER!r})
 path = os.path.join(pw.pw_dir, ".config/containers/auth.json")
 new = json.load(sys.stdin)
@@ -79,10 +81,20 @@ try:
         cur = json.load(fh)
 except (OSError, ValueError):
     cur = {{}}
-if set(new["auths"]) <= set(cur.get("auths", {{}})):
+auths = cur.setdefault("auths", {{}})
+
+
+def user(entry):
+    return base64.b64decode(entry.get("auth", "")).decode(errors="replace").split(":")[0]
+
+
+# Keep another user's entry (meshctl's); refresh our own if its password changed.
+stale = {{h: e for h, e in new["auths"].items()
+         if h not in auths or (user(auths[h]) == user(e) and auths[h] != e)}}
+if not stale:
     print("present")
     sys.exit(0)
-cur.setdefault("auths", {{}}).update(new["auths"])
+auths.update(stale)
 os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
 fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
 os.write(fd, (json.dumps(cur, indent=2) + "\\n").encode())
@@ -131,6 +143,13 @@ def node_reaches(ssh_config: Path, node: str, hostport: str) -> bool:
     return r.returncode == 0
 
 
+def node_image_id(ssh_config: Path, node: str, ref: str) -> str | None:
+    """The ID of ref in the service user's storage on node, None if absent."""
+    r = _ssh(ssh_config, node, as_service_user(
+        f"podman image inspect --format '{{{{.Id}}}}' {shlex.quote(ref)}"))
+    return r.stdout.decode().strip() or None if r.returncode == 0 else None
+
+
 def load_on_node(ssh_config: Path, node: str, local_image: str, ref: str,
                  env: Mapping[str, str]) -> None:
     """Side-load local_image into the service user's storage on node, tagged ref (for a node
@@ -157,8 +176,8 @@ def load_on_node(ssh_config: Path, node: str, local_image: str, ref: str,
 
 def _describe(r: JobResult) -> str:
     return (f"status={r.status} rc={r.rc} events={r.events} ok={r.ok} failed={r.failed} "
-            f"unreachable={r.unreachable} hostname={r.hostname} ipv4={r.default_ipv4} "
-            f"{r.duration_s:.1f}s")
+            f"unreachable={r.unreachable} hostname={r.hostname} default_ipv4={r.default_ipv4} "
+            f"ipv4s={r.ipv4_addresses} {r.duration_s:.1f}s")
 
 
 def selftest(lab: LabLike, log: Callable[[str], None] = print) -> dict[str, float]:
@@ -187,21 +206,27 @@ def selftest(lab: LabLike, log: Callable[[str], None] = print) -> dict[str, floa
     log(f"    {RUN_NODE}: podman pull as {SERVICE_USER} {t[f'pull {RUN_NODE}']:.1f}s")
     if node_reaches(ssh_config, EDGE_NODE, lab.registry.hostport):
         t[f"pull {EDGE_NODE}"] = pull_on_node(ssh_config, EDGE_NODE, ref)
+    elif node_image_id(ssh_config, EDGE_NODE, ref) == _image_id(image, lab.env):
+        log(f"    {EDGE_NODE}: cannot reach {lab.registry.hostport}; has {ref} already")
     else:  # edge network: no route to the registry on ctl
         timed(f"side-load {EDGE_NODE}", lambda: load_on_node(ssh_config, EDGE_NODE, image, ref, lab.env))
         log(f"    {EDGE_NODE}: cannot reach {lab.registry.hostport}; image side-loaded "
             f"{t[f'side-load {EDGE_NODE}']:.1f}s")
 
     problems = []
+    jobs = lab.work / "jobs"
+    shutil.rmtree(jobs, ignore_errors=True)  # keep the last run's artifacts only
     for node in (RUN_NODE, EDGE_NODE):
-        r = run_job(lab.work / "jobs", node, target_ip, ref, ssh_config, lab.key, lab.registry)
+        r = run_job(jobs, node, target_ip, ref, ssh_config, lab.key, lab.registry)
         t[f"job {node}"] = r.duration_s
         log(f"    job via {node}: {_describe(r)}")
         for note in r.notes:
             log(f"      note: {note}")
         if node == RUN_NODE:
-            good = (r.status == "successful" and r.rc == 0 and r.ok == 1 and r.hostname == TARGET
-                    and r.default_ipv4 == target_ip)
+            # Lab hosts are named after their containers; target01 has no default route
+            # (internal network), so its address is checked among all of its addresses.
+            good = (r.status == "successful" and r.rc == 0 and r.ok == 1 and r.failed == 0
+                    and r.hostname == PREFIX + TARGET and target_ip in r.ipv4_addresses)
         else:
             good = r.status == "failed" and r.unreachable == 1 and r.ok == 0
         if not good:

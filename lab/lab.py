@@ -28,6 +28,8 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import labkit  # noqa: E402
+from ee import build_ee_image, push_ee  # noqa: E402
+from job import run_job  # noqa: E402
 
 PREFIX = "meshlab-"
 WORK = HERE / ".work" / "lab"
@@ -75,6 +77,9 @@ class Lab:
         self.ips: dict[str, dict[str, str]] = {}
         self.key: Path | None = None
         self.registry = None
+        self.registry_host = ""  # how nodes name the registry (its container name, via DNS)
+        self.ee_ref = ""
+        self.with_registries = False
         self.wheels: Path | None = None
         self.log = log
         self.step_name = ""
@@ -132,7 +137,17 @@ class Lab:
             ip = self._ip("ctl", i)
             self.registry = labkit.start_registry(self.container("registry01"), registry_image,
                                                   (PREFIX + "ctl", ip), self.work, pub, env=self.env)
-            self.ips["registry01"] = {"ctl": ip}
+            # On edge too, so exec02 can pull; nodes name it by its container name, which
+            # each network's DNS answers with its own address (the certificate names it).
+            labkit.connect_network(self.container("registry01"), PREFIX + "edge", self._ip("edge", i), env=self.env)
+            self.ips["registry01"] = {"ctl": ip, "edge": self._ip("edge", i)}
+            self.registry_host = f"{self.container('registry01')}:{self.registry.port}"
+        with self.step("build and push the execution environment"):
+            self.step_host = "registry01"
+            image = build_ee_image(self.work, self.env)
+            pushed = push_ee(self.registry, image, self.env)
+            self.ee_ref = f"{self.registry_host}/{pushed.split('/', 1)[1]}"
+            self.log(f"    pushed {pushed} (nodes pull {self.ee_ref})")
         self.step_host = ""
         self._write_files()
 
@@ -163,10 +178,74 @@ class Lab:
             "hosts": {h.name: {"role": h.role, "mesh": h.role is not None, "networks": self.ips[h.name]}
                       for h in self.hosts},
             "target": {"name": "target01", "address": self.ips["target01"]["isolated"]},
-            "registry": {"hostport": self.registry.hostport, "ca": str(self.registry.ca_cert_path)},
+            "registry": {"hostport": self.registry.hostport, "ca": str(self.registry.ca_cert_path),
+                         "name": self.registry_host, "ee": self.ee_ref},
             "receptor_binary": self.receptor_binary,
         }
         (self.work / "inventory.json").write_text(json.dumps(inventory, indent=2) + "\n")
+
+    def _registries_yaml(self) -> list[str]:
+        if not self.with_registries:
+            return []
+        return [
+            "registries:",
+            f"  - host: {self.registry_host}",
+            f"    username: {self.registry.username}",
+            "    password_env: MESHLAB_REGISTRY_PASSWORD",
+            f"    ca_file: {self.registry.ca_cert_path}",
+            f"    prepull: [{self.ee_ref}]",
+        ]
+
+    def enable_registries(self) -> None:
+        self.with_registries = True
+        (self.work / "mesh.yml").write_text(self.mesh_yml())
+
+    def pull_without_registry_config(self) -> None:
+        """Before meshctl configures the registry, awx cannot pull the EE."""
+        with self.step("pull without meshctl's registry config"):
+            self.step_host = "exec01"
+            r = self.ssh("exec01", f"runuser -l awx -c 'podman pull {self.ee_ref}'")
+            out = r.stdout + r.stderr
+            if r.returncode == 0:
+                raise labkit.LabError("the EE pulled before meshctl configured the registry: the check proves nothing")
+            if "x509" not in out and "certificate" not in out and "unauthorized" not in out:
+                raise labkit.LabError(f"pull failed for another reason than trust or credentials: {out[-500:]}")
+            self.log("    refused as expected: " + next(ln for ln in out.splitlines() if "x509" in ln or
+                                                        "certificate" in ln or "unauthorized" in ln).strip()[-160:])
+
+    def ssh(self, host: str, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        return subprocess.run(["ssh", "-F", str(self.work / "ssh_config"), host, command], capture_output=True,
+                              text=True, timeout=timeout)
+
+    def jobs(self) -> None:
+        """The seed scenario: a job in the EE from the private registry, run the way the
+        control node does (transmit | worker on the node as awx | process), against
+        target01, which only exec01's network reaches; through exec02 it must fail."""
+        target = self.ips["target01"]["isolated"]
+        with self.step("job through exec01"):
+            self.step_host = "exec01"
+            # registry=None: the node pulls with what meshctl put there (auth.json, certs.d).
+            ok = run_job(self.work / "jobs", "exec01", target, self.ee_ref, self.work / "ssh_config", self.key, None)
+            self.log(f"    {ok.status}: {ok.events} events, target01 hostname {ok.hostname!r}, "
+                     f"addresses {ok.ipv4_addresses}, {ok.duration_s:.1f}s")
+            if ok.status != "successful" or target not in ok.ipv4_addresses:
+                raise labkit.LabError(f"job through exec01: {ok.status} (rc {ok.rc}): {ok.stdout_tail[-1500:]}")
+        with self.step("job through exec02 (cannot reach target01)"):
+            self.step_host = "exec02"
+            bad = run_job(self.work / "jobs", "exec02", target, self.ee_ref, self.work / "ssh_config", self.key, None)
+            self.log(f"    {bad.status}: unreachable={bad.unreachable}, {bad.duration_s:.1f}s")
+            if bad.status != "failed" or bad.unreachable < 1:
+                raise labkit.LabError(f"job through exec02 should fail with target01 unreachable, got {bad.status} "
+                                      f"(unreachable={bad.unreachable}): {bad.stdout_tail[-1000:]}")
+
+    def secrets_check(self) -> None:
+        with self.step("no secret in logs"):
+            password = self.registry.password
+            leaks = [str(p) for p in self.work.rglob("*") if p.is_file() and p.stat().st_size < 50_000_000
+                     and "secrets" not in p.parts and password.encode() in p.read_bytes()]
+            if leaks:
+                raise labkit.LabError(f"the registry password appears in {leaks}")
+            self.log("    the registry password appears in no log, topology or report")
 
     def mesh_yml(self) -> str:
         lines = [
@@ -180,6 +259,7 @@ class Lab:
              "receptor: {start: false, install: none}   # no receptor binary: lay everything down, start nothing"),
             "work_signing: {generate: true}",
             f"python: {{wheelhouse: {self.wheels}}}   # lab hosts cannot reach PyPI: wheels made on this machine",
+            *self._registries_yaml(),
             "nodes:",
             "  - name: awx-task   # stands for the controller: this machine on the ctl network",
             "    role: control",
@@ -206,8 +286,12 @@ class Lab:
         return r
 
     def meshctl_env(self) -> dict[str, str]:
-        # The lab's mesh CA and work-signing key live with the lab, not in ~/.local/share.
-        return {**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "MESHCTL_STATE_DIR": str(self.work / "state")}
+        # The lab's mesh CA and work-signing key live with the lab, not in ~/.local/share;
+        # the registry password reaches meshctl only through the environment.
+        env = {**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "MESHCTL_STATE_DIR": str(self.work / "state")}
+        if self.registry is not None:
+            env["MESHLAB_REGISTRY_PASSWORD"] = self.registry.password
+        return env
 
     def renew_certificates(self) -> None:
         with self.step("meshctl certs renew"):
@@ -247,9 +331,9 @@ class Lab:
                 self.step_host = ", ".join(bad)
                 raise labkit.LabError(f"preflight found problems: {bad}")
 
-    def provision(self, n: int) -> dict:
+    def provision(self, n: int | str) -> dict:
         with self.step(f"meshctl provision #{n}"):
-            r = self.meshctl("provision", "-o", "json", log_name=f"provision-{n}.log")
+            r = self.meshctl("provision", "-o", "json", log_name=f"provision-{str(n).split()[0]}.log")
             try:
                 result = json.loads(r.stdout)
             except json.JSONDecodeError:
@@ -320,15 +404,19 @@ def run_podman(args: argparse.Namespace) -> int:
     ok = False
     try:
         lab.up()
-        first = lab.provision(1)
+        lab.provision(1)
         lab.preflight()
+        lab.pull_without_registry_config()
+        lab.enable_registries()
+        lab.provision("1b (registries)")
         lab.verify()
+        lab.jobs()
         second = lab.provision(2)
         lab.idempotence(second)
         lab.renew_certificates()
         lab.idempotence(lab.provision(3))
+        lab.secrets_check()
         ok = True
-        del first
     except (labkit.LabError, subprocess.TimeoutExpired, OSError) as exc:
         where = f" [host {lab.step_host}]" if lab.step_host else ""
         print(f"lab: step '{lab.step_name}'{where} failed: {exc}", file=sys.stderr)

@@ -183,3 +183,26 @@ def test_plaintext_password_is_accepted_with_a_warning(plugins, tmp_path):
     (w,) = [w for w in topo.warnings if "password" in str(w)]
     assert "plaintext password" in str(w) and SECRET not in str(w)
     assert SECRET not in repr(RA.registries(topo)[0])
+
+
+def test_merge_script_runs_for_real(tmp_path):
+    """The on-node merge, run here: foreign entries kept, ours set, dropped ones removed,
+    the file gone when only meshctl's entries were in it."""
+    import getpass
+    import subprocess
+
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps({"auths": {"other.example.com": {"auth": "b3RoZXI6eA=="}}}))
+    me = getpass.getuser()
+    cmd = ["sh", "-c", RA._MERGE, "meshctl-authjson", str(path), me]
+    r = subprocess.run(cmd, input=json.dumps({"reg.example.com": "YTpi"}), capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    data = json.loads(path.read_text())
+    assert data["auths"] == {"other.example.com": {"auth": "b3RoZXI6eA=="}, "reg.example.com": {"auth": "YTpi"}}
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)
+    assert json.loads(path.read_text())["auths"] == {"other.example.com": {"auth": "b3RoZXI6eA=="}}
+    path.write_text(json.dumps({"auths": {}}))
+    (tmp_path / "auth.json.meshctl-managed").write_text("reg.example.com\n")
+    r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and not path.exists() and "removed" in r.stdout

@@ -16,6 +16,7 @@ from labkit.hostprep import podman, prepare_host
 from labkit.hosts import (
     Host,
     assert_lab_address,
+    connect_network,
     create_network,
     free_subnets,
     host_key,
@@ -43,6 +44,7 @@ __all__ = [
     "REGISTRY_IMAGE",
     "RegistryInfo",
     "assert_lab_address",
+    "connect_network",
     "LabError",
     "build_base_image",
     "build_registry_image",

@@ -85,6 +85,14 @@ def create_network(
     podman(*args, name, env=env)
 
 
+def connect_network(container: str, network: str, ip: str, *, env: Mapping[str, str]) -> None:
+    """Attach a running host to one more network with a fixed address."""
+    _check_name(container)
+    _check_name(network)
+    podman("network", "connect", "--ip", ip, network, container, env=env)
+    _ASSIGNED[str(ipaddress.ip_address(ip))] = container
+
+
 def remove_network(name: str, *, env: Mapping[str, str]) -> None:
     """Remove a network if it exists (no -f: that would also remove containers on it)."""
     _check_name(name)

@@ -23,7 +23,7 @@ def test_exec02_hidden_behind_hop01():
     exec02 = INV["hosts"]["exec02"]["networks"]["edge"]
     assert reachable("hop01", exec02)
     assert not reachable("exec01", exec02)
-    assert not reachable("registry01", exec02)
+    assert not reachable("target01", exec02)
 
 
 def test_exec02_is_reached_through_its_jump_host():

@@ -239,6 +239,7 @@ def _parse_json(output: str, rc: int) -> dict[str, Any]:
     return {"exists": None, "error": output.strip()[-200:]}
 
 
+# Run with python -c '...': the code must not contain a single quote.
 _MERGE = r"""
 for py in /opt/meshctl/venv/bin/python /usr/bin/python3 /usr/libexec/platform-python; do [ -x "$py" ] && break; done
 "$py" -c '
@@ -266,7 +267,7 @@ if not want and not auths and set(data) <= {"auths"}:
             os.remove(target)
         except FileNotFoundError:
             pass
-    print("auth.json: removed (it held only meshctl's registries)")
+    print("auth.json: removed (it held only registries meshctl set)")
     sys.exit(0)
 import pwd
 pw = pwd.getpwnam(owner)
@@ -365,7 +366,7 @@ class PruneManaged(Operation):
 
 
 _PULL = r"""
-out=$(runuser -l "$1" -c "podman pull --quiet $(printf '%q' "$2")" 2>&1); rc=$?
+out=$(runuser -l "$1" -c "$4" 2>&1); rc=$?
 if [ $rc -ne 0 ]; then
   printf '%s\n' "$out" | tail -n 5
   case "$out" in
@@ -400,7 +401,8 @@ class Prepull(Operation):
               f"{shlex.quote('podman image exists ' + shlex.quote(self.image))}"
         if facts[key]["rc"] == 0 and not (changed & {"authjson", "certs"}):
             return NoChange(self, "present")
-        args = " ".join(shlex.quote(a) for a in (self.user, self.image, self.registry))
+        pull = "podman pull --quiet " + shlex.quote(self.image)  # quoted here: dash has no printf %q
+        args = " ".join(shlex.quote(a) for a in (self.user, self.image, self.registry, pull))
         return Change(self, "pull", [Cmd(f"sh -c {shlex.quote(_PULL)} meshctl-pull {args}")])
 
 
