@@ -238,6 +238,90 @@ class Lab:
                 raise labkit.LabError(f"job through exec02 should fail with target01 unreachable, got {bad.status} "
                                       f"(unreachable={bad.unreachable}): {bad.stdout_tail[-1000:]}")
 
+    LISTING = ("find /etc /opt /usr/bin /usr/lib/systemd /var/lib/meshctl /var/lib/systemd/linger /var/log/receptor "
+               "/home -xdev 2>/dev/null | grep -v -e '^/etc/ssh/' -e '^/etc/ld.so.cache' | sort")
+
+    def snapshot(self, host: str) -> set[str]:
+        r = self.ssh(host, self.LISTING)
+        return set(r.stdout.split())
+
+    def day2(self, before_exec02: set[str]) -> None:
+        """status, a broken node flagged alone, diagnose without secrets, drift after a
+        peer change, and removal of exec02 leaving nothing meshctl created."""
+        with self.step("meshctl status"):
+            self._status(expect_unhealthy=[])
+            self.ssh("exec01", "mv /etc/receptor/receptor.conf /etc/receptor/receptor.conf.away")
+            try:
+                self._status(expect_unhealthy=["exec01"])
+            finally:
+                self.ssh("exec01", "mv /etc/receptor/receptor.conf.away /etc/receptor/receptor.conf")
+        with self.step("meshctl diagnose exec01"):
+            import tarfile
+
+            out = self.work / "diagnose-exec01.tar.gz"
+            r = self.meshctl("diagnose", "exec01", "--out", str(out), log_name="diagnose.log")
+            if r.returncode != 0:
+                raise labkit.LabError(f"diagnose failed: {r.stderr[-1000:]}")
+            with tarfile.open(out) as tar:
+                names = {m.name.split("/", 1)[1] for m in tar.getmembers()}
+                blob = b"".join(tar.extractfile(m).read() for m in tar.getmembers() if m.isfile())
+            want = {"receptor.conf", "unit-status.txt", "receptor.log", "journal.txt", "certificates.txt",
+                    "podman-info.txt", "worker-info.txt", "MANIFEST"}
+            secrets = [self.registry.password.encode(), b"PRIVATE KEY-----\n"]
+            key = self.ssh("exec01", "cat /etc/receptor/tls/exec01.key").stdout.strip().splitlines()
+            secrets.append("".join(key[1:-1])[:64].encode())
+            if not want <= names or any(s in blob for s in secrets):
+                raise labkit.LabError(f"diagnose archive: missing {sorted(want - names)}, "
+                                      f"secret found: {[i for i, s in enumerate(secrets) if s in blob]}")
+            self.log(f"    {out.name}: {len(names)} files, no secret inside")
+        with self.step("drift after a peer change"):
+            mesh = self.work / "mesh.yml"
+            original = mesh.read_text()
+            mesh.write_text(original.replace("    peers: [hop01]\n", "    peers: [hop01, awx-task]\n", 1))
+            try:
+                plan = self.meshctl("plan", log_name="plan-drift.log").stdout
+                drifted = [ln.split(":")[0] for ln in plan.splitlines() if "-- drift: receptor.conf" in ln]
+                if drifted != ["exec01"]:
+                    raise labkit.LabError(f"drift should be reported for exec01 only, got {drifted}:\n{plan[-1500:]}")
+                self.provision("drift-fix")
+                plan = self.meshctl("plan", log_name="plan-after.log").stdout
+                if "exec01: in sync" not in plan:
+                    raise labkit.LabError(f"drift not cleared after provision:\n{plan[-1500:]}")
+            finally:
+                mesh.write_text(original)
+            self.provision("restore")
+            self.log("    drift reported for exec01 only, cleared by provision")
+        with self.step("meshctl remove exec02"):
+            self.step_host = "exec02"
+            r = self.meshctl("remove", "exec02", "--purge-user", "--yes", "-o", "json", log_name="remove.log")
+            if r.returncode != 0:
+                raise labkit.LabError(f"remove failed (exit {r.returncode}): {r.stdout[-1500:]} {r.stderr[-500:]}")
+            leftover = self.snapshot("exec02") - before_exec02
+            check = ("for p in \"$@\"; do dpkg -S \"$p\" >/dev/null 2>&1 || dpkg -S \"${p#/usr}\" >/dev/null 2>&1 || "
+                     "{ [ -L \"$p\" ] && t=$(readlink -f \"$p\") && { dpkg -S \"$t\" || dpkg -S \"${t#/usr}\"; } "
+                     ">/dev/null 2>&1; } || echo \"$p\"; done")
+            import shlex
+
+            r = self.ssh("exec02", "sh -c " + shlex.quote(check) + " sh " + " ".join(shlex.quote(p) for p in
+                                                                                     sorted(leftover)))
+            # Made by the OS for the packages meshctl installed, not by meshctl.
+            not_ours = {"/etc/networks", "/etc/cni", "/etc/cni/net.d", "/etc/cni/net.d/87-podman-bridge.conflist",
+                        "/etc/subuid-", "/etc/subgid-"}
+            ours = [p for p in r.stdout.split() if p not in not_ours and not p.endswith(".target.wants")
+                    and not p.startswith("/etc/cni/")]  # podman's network state
+            if ours:
+                raise labkit.LabError(f"remove left files meshctl created: {ours}")
+            self.log(f"    nothing meshctl created is left on exec02 ({len(leftover)} new paths, all from packages)")
+
+    def _status(self, expect_unhealthy: list[str]) -> None:
+        r = self.meshctl("status", "-o", "json", log_name=f"status-{len(expect_unhealthy)}.log")
+        rows = json.loads(r.stdout)["nodes"]
+        bad = [row["node"] for row in rows if not row["healthy"]]
+        if bad != expect_unhealthy or (r.returncode != 0) != bool(expect_unhealthy):
+            raise labkit.LabError(f"status: unhealthy {bad}, expected {expect_unhealthy} (exit {r.returncode})")
+        self.log(f"    unhealthy: {bad or 'none'}" + "; " + ", ".join(
+            f"{row['node']} cert {row.get('cert_days_left')}d runner {row.get('runner_version')}" for row in rows))
+
     def secrets_check(self) -> None:
         with self.step("no secret in logs"):
             password = self.registry.password
@@ -404,6 +488,7 @@ def run_podman(args: argparse.Namespace) -> int:
     ok = False
     try:
         lab.up()
+        before_exec02 = lab.snapshot("exec02")
         lab.provision(1)
         lab.preflight()
         lab.pull_without_registry_config()
@@ -415,6 +500,7 @@ def run_podman(args: argparse.Namespace) -> int:
         lab.idempotence(second)
         lab.renew_certificates()
         lab.idempotence(lab.provision(3))
+        lab.day2(before_exec02)
         lab.secrets_check()
         ok = True
     except (labkit.LabError, subprocess.TimeoutExpired, OSError) as exc:

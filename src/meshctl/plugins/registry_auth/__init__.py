@@ -472,10 +472,16 @@ def _drop_in(reg: Registry) -> str:
 def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
     if ctx.node.role != "execution" or not ctx.node.managed:
         return None
+    from meshctl.core.ops import Command
     from meshctl.plugins.base_node import settings
 
     s = settings(ctx)
-    ops: list[Any] = [PruneManaged()]
+    ops: list[Any] = [
+        PruneManaged(notify=["cmd:certs.d-rmdir"]),
+        # meshctl made certs.d for its CAs; it goes only if nothing else is left in it.
+        Command(id="cmd:certs.d-rmdir", command=f"rmdir {CERTS_D} 2>/dev/null || true", only_when_notified=True,
+                description=f"{CERTS_D} (if empty)"),
+    ]
     if not purge_user:  # otherwise the user's home goes, auth.json with it
         ops.append(AuthJson(path=f"{s.home}/.config/containers/auth.json", owner=s.user, wanted={}))
     return ops
