@@ -20,8 +20,6 @@ A build is skipped when `localhost/meshlab-ee:<version>` carries the recipe hash
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +38,7 @@ if str(HERE) not in sys.path:
 from labkit.errors import LabError  # noqa: E402
 from labkit.hostprep import podman  # noqa: E402
 from labkit.image import RECIPE_LABEL, _image_id, _image_label, _logged, cache_dir  # noqa: E402
+from labkit.locks import locked  # noqa: E402
 from labkit.registry import RegistryInfo, push_image  # noqa: E402
 
 BASE_IMAGE = "localhost/meshctl-lab-debian12:latest"
@@ -111,26 +110,6 @@ def _containerfile(base_id: str, ansible_core: str, label: str) -> str:
     )
 
 
-@contextlib.contextmanager
-def _locked(path: Path, timeout: float) -> Iterator[None]:
-    """One writer per wheel directory (parallel runs share the cache)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.parent / f".{path.name}.lock", "w") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LabError(f"{path}: locked by another run for {timeout:.0f} s") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _wheels_complete(dest: Path, key: str) -> bool:
     try:
         marker = json.loads((dest / MARKER).read_text())
@@ -146,7 +125,7 @@ def ensure_ee_wheels(ansible_core: str, log: Path, timeout: float = DOWNLOAD_TIM
     dest = cache_dir() / f"ee-wheels-{key[:16]}"
     if _wheels_complete(dest, key):
         return dest
-    with _locked(dest, LOCK_TIMEOUT):
+    with locked(dest, LOCK_TIMEOUT):
         if _wheels_complete(dest, key):  # filled by a parallel run while we waited
             return dest
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))

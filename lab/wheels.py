@@ -22,8 +22,6 @@ same set returns at once. A changed set replaces the directory atomically.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,10 +30,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from meshctl.plugins.python_env import DEFAULT_ANSIBLE_RUNNER, DEFAULT_RECEPTORCTL, normalize_name
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labkit.locks import locked  # noqa: E402
 
 MARKER = ".meshctl-wheelhouse.json"
 PLATFORMS = ("manylinux2014_x86_64", "manylinux_2_17_x86_64", "any")
@@ -62,26 +63,6 @@ def _cached(dest: Path, key: str) -> bool:
     except (OSError, ValueError):
         return False
     return marker.get("key") == key and all((dest / f).is_file() for f in marker.get("files", []))
-
-
-@contextlib.contextmanager
-def _locked(dest: Path, timeout: float) -> Iterator[None]:
-    """One writer per wheelhouse (parallel test runs share the cache)."""
-    lock = dest.parent / f".{dest.name}.lock"
-    with open(lock, "w") as fh:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise WheelhouseError(f"{lock}: still locked by another run after {timeout:.0f}s") from None
-                time.sleep(0.5)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _pip(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
@@ -155,7 +136,7 @@ def ensure_wheelhouse(dest: Path, python_version: str = "3.11", ansible_runner: 
         print(f"wheelhouse: {dest} is current ({' '.join(reqs)}, Python {python_version})")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(dest, timeout):
+    with locked(dest, timeout, WheelhouseError):
         if _cached(dest, key):  # filled by a parallel run while we waited
             return dest
         start = time.monotonic()
