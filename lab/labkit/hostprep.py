@@ -23,7 +23,7 @@ REQUIRED_TOOLS = {
 }
 # Everything the lab notes install once per machine; named in the error so one command fixes all.
 APT_PACKAGES = (
-    "podman runc debootstrap uidmap fuse-overlayfs slirp4netns docker-registry apache2-utils "
+    "podman netavark aardvark-dns runc debootstrap uidmap fuse-overlayfs slirp4netns docker-registry apache2-utils "
     "openssh-client"
 )
 
