@@ -22,10 +22,12 @@ CONTENT_LIMIT = 256 * 1024
 _PREAMBLE = r"""
 _file() {
   if [ -d "$1" ]; then k=dir; elif [ -f "$1" ]; then k=file; elif [ -e "$1" ]; then k=other; else echo kind=absent; return 0; fi
-  stat -L -c "kind=$k mode=%a owner=%U group=%G size=%s" "$1"
+  # Few processes per file: on a warm run this function runs for every managed path.
+  set -- "$1" "$2" $(stat -L -c '%a %U %G %s' "$1")
+  echo "kind=$k mode=$3 owner=$4 group=$5 size=$6"
   if [ "$k" = file ]; then
-    if [ -r "$1" ]; then sha256sum "$1" | cut -d' ' -f1 | sed 's/^/sha256=/'; fi
-    if [ "$2" = 1 ] && [ "$(stat -L -c %s "$1")" -le %(limit)d ]; then echo content=; base64 "$1" | tr -d '\n'; echo; fi
+    if [ -r "$1" ]; then h=$(sha256sum < "$1"); echo "sha256=${h%% *}"; fi
+    if [ "$2" = 1 ] && [ "$6" -le %(limit)d ]; then echo content=; base64 -w0 "$1"; echo; fi
   fi
 }
 """
@@ -195,11 +197,76 @@ def unique(facts: Iterable[Fact]) -> list[Fact]:
     return list(seen.values())
 
 
+_APT_ALL = "@@apt-packages"
+_FILES = "@@files"
+
+
+def _file_path(f: Fact) -> str:
+    return f.key.split(":", 1)[1]
+
+
+def _files_section(facts: list[Fact], boundary: str) -> list[str]:
+    """All file facts in three processes plus one base64 per wanted content: on a
+    warm run this dominates the hosts' work (fork per file per tool otherwise)."""
+    paths = [_file_path(f) for f in facts]
+    wanted = [_file_path(f) for f in facts if f.command.endswith(" 1")]
+    q = " ".join(shlex.quote(p) for p in paths)
+    lines = [
+        f"printf '%s\\n' '{boundary} {_FILES}'",
+        f"stat -L -c '%n|%F|%a|%U|%G|%s' -- {q} </dev/null 2>/dev/null",
+        f"printf '%s\\n' '{boundary} {_FILES}-sha'",
+        f"sha256sum -- {q} </dev/null 2>/dev/null",
+        f"printf '%s\\n' '{boundary} {_FILES}-content'",
+    ]
+    if wanted:
+        w = " ".join(shlex.quote(p) for p in wanted)
+        lines.append(f"find {w} -maxdepth 0 -type f -size -{CONTENT_LIMIT + 1}c 2>/dev/null </dev/null | "
+                     "while IFS= read -r f; do printf '%s|' \"$f\"; base64 -w0 \"$f\"; echo; done")
+    lines.append(f"printf '%s\\n' '{boundary} {_FILES}-end'")
+    return lines
+
+
+def _file_results(facts: list[Fact], stat: list[str], sha: list[str], content: list[str],
+                  results: dict[str, dict[str, Any]]) -> None:
+    kinds = {"directory": "dir", "regular file": "file", "regular empty file": "file"}
+    info: dict[str, dict[str, Any]] = {}
+    for line in stat:
+        parts = line.rsplit("|", 5)
+        if len(parts) != 6:
+            continue
+        path, ftype, mode, owner, group, size = parts
+        info[path] = {"kind": kinds.get(ftype, "other"), "mode": mode, "owner": owner, "group": group,
+                      "size": int(size) if size.isdigit() else 0}
+    for line in sha:
+        digest, _, path = line.partition("  ")
+        if path in info and info[path]["kind"] == "file":
+            info[path]["sha256"] = digest.lstrip("\\")
+    for line in content:
+        path, sep, b64 = line.rpartition("|")
+        if sep and path in info:
+            info[path]["content_b64"] = b64.strip()
+    for f in facts:
+        results[f.key] = dict(info.get(_file_path(f), {"kind": "absent"}))
+
+
 def batch_script(facts: list[Fact]) -> tuple[str, str]:
-    """One shell script that prints every fact between boundary lines."""
+    """One shell script that prints every fact between boundary lines. apt package
+    facts are answered by one dpkg-query for all of them (each call reads the whole
+    package database)."""
     boundary = "@@meshctl-" + secrets.token_hex(8)
     parts = [_PREAMBLE.replace("%(limit)d", str(CONTENT_LIMIT))]
+    apt = [f.key.split(":", 2)[2] for f in facts if f.kind == "package_apt"]
+    if apt:
+        names = " ".join(shlex.quote(n) for n in apt)
+        parts.append(f"printf '%s\\n' '{boundary} {_APT_ALL}'")
+        parts.append(f"dpkg-query -W -f='${{Package}}|${{db:Status-Abbrev}}|${{Version}}\\n' {names} </dev/null 2>/dev/null"
+                     f"; printf '%s\\n' '{boundary} {_APT_ALL}-end'")
+    files = [f for f in facts if f.kind == "file"]
+    if files:
+        parts += _files_section(files, boundary)
     for i, fact in enumerate(facts):
+        if fact.kind in ("package_apt", "file"):
+            continue
         parts.append(f"printf '%s\\n' '{boundary} {i}'")
         body = fact.command.rstrip().rstrip(";")
         group = f"{{\n{body}\n}}" if "\n" in body else f"{{ {body} ; }}"  # heredocs need their own lines
@@ -212,10 +279,27 @@ def parse_batch(facts: list[Fact], output: str, boundary: str) -> dict[str, dict
     results: dict[str, dict[str, Any]] = {}
     current: int | None = None
     buf: list[str] = []
+    apt_lines: list[str] | None = None
+    sections: dict[str, list[str]] = {}
+    section: str | None = None
     for line in output.splitlines():
         if line.startswith(boundary + " "):
             tag = line[len(boundary) + 1 :]
-            if tag.startswith("rc ") and current is not None:
+            if tag.startswith(_FILES):
+                if tag == _FILES + "-end":
+                    _file_results([f for f in facts if f.kind == "file"], sections.get(_FILES, []),
+                                  sections.get(_FILES + "-sha", []), sections.get(_FILES + "-content", []), results)
+                    section = None
+                else:
+                    section = tag
+                    sections[tag] = []
+                continue
+            if tag == _APT_ALL:
+                apt_lines = []
+            elif tag == _APT_ALL + "-end":
+                _apt_results(facts, apt_lines or [], results)
+                apt_lines = None
+            elif tag.startswith("rc ") and current is not None:
                 rc = int(tag[3:]) if tag[3:].strip().isdigit() else 1
                 fact = facts[current]
                 results[fact.key] = fact.parse("\n".join(buf).strip("\n"), rc)
@@ -223,12 +307,27 @@ def parse_batch(facts: list[Fact], output: str, boundary: str) -> dict[str, dict
             elif tag.isdigit():
                 current, buf = int(tag), []
             continue
-        if current is not None:
+        if section is not None:
+            sections[section].append(line)
+        elif apt_lines is not None:
+            apt_lines.append(line)
+        elif current is not None:
             buf.append(line)
     missing = [f.key for f in facts if f.key not in results]
     if missing:
         raise ValueError(f"fact output incomplete; missing {missing[:3]}")
     return results
+
+
+def _apt_results(facts: list[Fact], lines: list[str], results: dict[str, dict[str, Any]]) -> None:
+    seen: dict[str, str] = {}
+    for line in lines:
+        name, _, rest = line.partition("|")
+        seen[name.split(":", 1)[0]] = rest  # "name:arch" for multi-arch packages
+    for f in facts:
+        if f.kind == "package_apt":
+            name = f.key.split(":", 2)[2]
+            results[f.key] = _parse_package_apt(seen.get(name, ""), 0)
 
 
 OS_SCRIPT = "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; echo '@@arch'; uname -m; echo '@@uid'; id -u"
