@@ -170,22 +170,30 @@ _VERSION_PY = 'import sys; print("%d.%d.%d" % sys.version_info[:3])'
 
 
 def _parse_packages(output: str, rc: int) -> dict[str, Any]:
-    """name -> version of what the venv holds; {} when the venv is absent or broken."""
-    for line in reversed(output.strip().splitlines()):
+    """name -> version of what the venv holds; {} when the venv is absent or broken.
+    Reads JSON ({name: version}) or dist-info directory names (name-version)."""
+    lines = output.strip().splitlines()
+    for line in reversed(lines):
         try:
             data = json.loads(line)
         except ValueError:
             continue
         if isinstance(data, dict):
             return {normalize_name(str(k)): str(v) for k, v in data.items()}
-    return {}
+    out = {}
+    for line in lines:
+        name, sep, version = line.strip().partition("-")  # wheel names escape "-" in names as "_"
+        if sep and version:
+            out[normalize_name(name)] = version
+    return out
 
 
 def packages_fact() -> F.Fact:
-    # -I: no PYTHONPATH or user site-packages; the venv's own site-packages only.
-    return F.Fact(key=f"pip-packages:{VENV}",
-                  command=f"{VENV_PYTHON} -I -c {shlex.quote(_PACKAGES_PY)} 2>/dev/null",
-                  kind="pip-packages", parser=_parse_packages)
+    # The dist-info directory names say name and version: no interpreter start on
+    # every warm run (that was most of an execution node's fact-gathering time).
+    cmd = (f"for d in {VENV}/lib/python3*/site-packages/*.dist-info; do "
+           '[ -d "$d" ] || continue; d=${d##*/}; echo "${d%.dist-info}"; done')
+    return F.Fact(key=f"pip-packages:{VENV}", command=cmd, kind="pip-packages", parser=_parse_packages)
 
 
 def _parse_venv(output: str, rc: int) -> dict[str, Any]:
@@ -198,8 +206,8 @@ def venv_fact(interpreter: str) -> F.Fact:
     """Does the venv exist, which Python runs it, and which Python is the interpreter."""
     v, i, code = shlex.quote(VENV), shlex.quote(interpreter), shlex.quote(_VERSION_PY)
     cmd = (f"if [ -e {v} ]; then echo exists=1; fi; "
-           f"echo \"venv=$({shlex.quote(VENV_PYTHON)} -I -c {code} 2>/dev/null)\"; "
-           f"echo \"interp=$({i} -I -c {code} 2>/dev/null)\"")
+           f"echo \"venv=$({shlex.quote(VENV_PYTHON)} -I -S -c {code} 2>/dev/null)\"; "
+           f"echo \"interp=$({i} -I -S -c {code} 2>/dev/null)\"")
     return F.Fact(key=f"venv:{VENV}:{interpreter}", command=cmd, kind="venv", parser=_parse_venv)
 
 
