@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 import labkit  # noqa: E402
 from ee import build_ee_image, push_ee  # noqa: E402
 from job import run_job  # noqa: E402
+from labkit import leftovers  # noqa: E402
 
 PREFIX = "meshlab-"
 WORK = HERE / ".work" / "lab"
@@ -238,11 +239,8 @@ class Lab:
                 raise labkit.LabError(f"job through exec02 should fail with target01 unreachable, got {bad.status} "
                                       f"(unreachable={bad.unreachable}): {bad.stdout_tail[-1000:]}")
 
-    LISTING = ("find /etc /opt /usr/bin /usr/lib/systemd /var/lib/meshctl /var/lib/systemd/linger /var/log/receptor "
-               "/home -xdev 2>/dev/null | grep -v -e '^/etc/ssh/' -e '^/etc/ld.so.cache' | sort")
-
     def snapshot(self, host: str) -> set[str]:
-        r = self.ssh(host, self.LISTING)
+        r = self.ssh(host, leftovers.LISTING)
         return set(r.stdout.split())
 
     def day2(self, before_exec02: set[str]) -> None:
@@ -297,18 +295,8 @@ class Lab:
             if r.returncode != 0:
                 raise labkit.LabError(f"remove failed (exit {r.returncode}): {r.stdout[-1500:]} {r.stderr[-500:]}")
             leftover = self.snapshot("exec02") - before_exec02
-            check = ("for p in \"$@\"; do dpkg -S \"$p\" >/dev/null 2>&1 || dpkg -S \"${p#/usr}\" >/dev/null 2>&1 || "
-                     "{ [ -L \"$p\" ] && t=$(readlink -f \"$p\") && { dpkg -S \"$t\" || dpkg -S \"${t#/usr}\"; } "
-                     ">/dev/null 2>&1; } || echo \"$p\"; done")
-            import shlex
-
-            r = self.ssh("exec02", "sh -c " + shlex.quote(check) + " sh " + " ".join(shlex.quote(p) for p in
-                                                                                     sorted(leftover)))
-            # Made by the OS for the packages meshctl installed, not by meshctl.
-            not_ours = {"/etc/networks", "/etc/cni", "/etc/cni/net.d", "/etc/cni/net.d/87-podman-bridge.conflist",
-                        "/etc/subuid-", "/etc/subgid-"}
-            ours = [p for p in r.stdout.split() if p not in not_ours and not p.endswith(".target.wants")
-                    and not p.startswith("/etc/cni/")]  # podman's network state
+            r = self.ssh("exec02", leftovers.unowned_command(leftover))
+            ours = leftovers.meshctl_leftovers(r.stdout.split())
             if ours:
                 raise labkit.LabError(f"remove left files meshctl created: {ours}")
             self.log(f"    nothing meshctl created is left on exec02 ({len(leftover)} new paths, all from packages)")

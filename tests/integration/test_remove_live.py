@@ -4,14 +4,9 @@
 from __future__ import annotations
 
 import pytest
+from labkit import leftovers
 
 pytestmark = pytest.mark.integration
-
-# Where meshctl writes; package-owned files (podman, ...) are filtered out with dpkg.
-PATHS = "/etc /opt /usr/bin /usr/lib/systemd /var/lib/meshctl /var/lib/systemd/linger /var/log/receptor /home"
-LISTING = (f"find {PATHS} -xdev 2>/dev/null | grep -v -e '^/etc/ssh/' -e '^/etc/ld.so.cache' -e '^/etc/alternatives' "
-           "| sort")
-
 
 def mesh_for(minilab, tmp_path):
     return minilab.write_mesh(tmp_path / "mesh.yml", f"""\
@@ -34,30 +29,10 @@ nodes:
 """)
 
 
-def owned_by_packages(minilab, paths: set[str]) -> set[str]:
-    if not paths:
-        return set()
-    # Debian 12 merged /usr, but dpkg records many paths under /lib: try both spellings.
-    script = ("for p in \"$@\"; do if dpkg -S \"$p\" >/dev/null 2>&1 || dpkg -S \"${p#/usr}\" >/dev/null 2>&1; "
-              "then echo \"$p\"; "
-              # Enablement links made by the packages' maintainer scripts point at package units.
-              "elif [ -L \"$p\" ] && { t=$(readlink -f \"$p\"); dpkg -S \"$t\" >/dev/null 2>&1 || "
-              "dpkg -S \"${t#/usr}\" >/dev/null 2>&1; }; then echo \"$p\"; fi; done")
-    out = minilab.exec("ops", "sh", "-c", script, "sh", *sorted(paths)).stdout
-    return set(out.split())
-
-
-# Made by the OS, not by meshctl: podman's postinst network config, the directories
-# holding enablement links, shadow's backup copies from usermod.
-NOT_OURS = {"/etc/networks", "/etc/cni", "/etc/cni/net.d", "/etc/cni/net.d/87-podman-bridge.conflist", "/etc/subuid-",
-            "/etc/subgid-", "/etc/systemd/system/default.target.wants", "/etc/systemd/system/sockets.target.wants",
-            "/etc/systemd/user/sockets.target.wants", "/etc/systemd/system/timers.target.wants"}
-
-
 def test_remove_leaves_nothing_meshctl_created(minilab, tmp_path):
     kh = ("--known-hosts", str(minilab.known_hosts))
     minilab.exec("ops", "rm", "-rf", "/etc/receptor", "/opt/meshctl")  # other tests' leftovers on this host
-    before = set(minilab.exec("ops", "sh", "-c", LISTING).stdout.split())
+    before = set(minilab.exec("ops", "sh", "-c", leftovers.LISTING).stdout.split())
     mesh = mesh_for(minilab, tmp_path)
     minilab.provision_json("provision", "-f", str(mesh), *kh)
     preview = minilab.meshctl("remove", "gone01", "-f", str(mesh), *kh, "--purge-user", check_rc=2)
@@ -65,11 +40,9 @@ def test_remove_leaves_nothing_meshctl_created(minilab, tmp_path):
     assert minilab.exec("ops", "test", "-d", "/etc/receptor", check=False).returncode == 0
     done = minilab.provision_json("remove", "gone01", "-f", str(mesh), *kh, "--purge-user", "--yes")
     assert done["hosts"][0]["status"] == "changed", done
-    after = set(minilab.exec("ops", "sh", "-c", LISTING).stdout.split())
-    leftover = after - before
-    leftover -= owned_by_packages(minilab, leftover)  # podman etc. stay installed
-    leftover -= NOT_OURS
-    assert leftover == set(), sorted(leftover)
+    after = set(minilab.exec("ops", "sh", "-c", leftovers.LISTING).stdout.split())
+    unowned = minilab.exec("ops", "sh", "-c", leftovers.unowned_command(after - before)).stdout.split()
+    assert leftovers.meshctl_leftovers(unowned) == []  # podman etc. stay installed
     assert minilab.exec("ops", "id", "awx", check=False).returncode != 0
     assert minilab.exec("ops", "grep", "-q", "^awx:", "/etc/subuid", check=False).returncode != 0
     again = minilab.provision_json("remove", "gone01", "-f", str(mesh), *kh, "--purge-user", "--yes")

@@ -467,8 +467,3 @@ def _tail(text: str, n: int = 10) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
-def shell_join(args: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in args)
-
-
-ProgressCallback = Callable[[str, str], None]

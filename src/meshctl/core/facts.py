@@ -19,18 +19,6 @@ from meshctl.core.types import OSRelease
 #: Files larger than this are compared by hash only (no diff in plans).
 CONTENT_LIMIT = 256 * 1024
 
-_PREAMBLE = r"""
-_file() {
-  if [ -d "$1" ]; then k=dir; elif [ -f "$1" ]; then k=file; elif [ -e "$1" ]; then k=other; else echo kind=absent; return 0; fi
-  # Few processes per file: on a warm run this function runs for every managed path.
-  set -- "$1" "$2" $(stat -L -c '%a %U %G %s' "$1")
-  echo "kind=$k mode=$3 owner=$4 group=$5 size=$6"
-  if [ "$k" = file ]; then
-    if [ -r "$1" ]; then h=$(sha256sum < "$1"); echo "sha256=${h%% *}"; fi
-    if [ "$2" = 1 ] && [ "$6" -le %(limit)d ]; then echo content=; base64 -w0 "$1"; echo; fi
-  fi
-}
-"""
 
 
 @dataclass(frozen=True)
@@ -52,11 +40,13 @@ class Fact:
 # Fact constructors are cached: thousands of nodes ask for the same paths.
 @lru_cache(maxsize=4096)
 def file_fact(path: str, content: bool = True) -> Fact:
-    return Fact(
-        key=f"file:{path}",
-        command=f"_file {shlex.quote(path)} {1 if content else 0}",
-        kind="file",
-    )
+    # Gathered together with the host's other file facts (_files_section); the
+    # command only records whether the content is wanted.
+    return Fact(key=f"file:{path}", command=f"content={1 if content else 0}", kind="file")
+
+
+def _wants_content(f: Fact) -> bool:
+    return f.command == "content=1"
 
 
 @lru_cache(maxsize=1024)
@@ -192,7 +182,7 @@ def unique(facts: Iterable[Fact]) -> list[Fact]:
     seen: dict[str, Fact] = {}
     for f in facts:
         key = f.key
-        if key not in seen or (f.kind == "file" and f.command[-1] == "0"):
+        if key not in seen or (f.kind == "file" and not _wants_content(f)):
             seen[key] = f
     return list(seen.values())
 
@@ -209,7 +199,7 @@ def _files_section(facts: list[Fact], boundary: str) -> list[str]:
     """All file facts in three processes plus one base64 per wanted content: on a
     warm run this dominates the hosts' work (fork per file per tool otherwise)."""
     paths = [_file_path(f) for f in facts]
-    wanted = [_file_path(f) for f in facts if f.command.endswith(" 1")]
+    wanted = [_file_path(f) for f in facts if _wants_content(f)]
     q = " ".join(shlex.quote(p) for p in paths)
     lines = [
         f"printf '%s\\n' '{boundary} {_FILES}'",
@@ -254,7 +244,7 @@ def batch_script(facts: list[Fact]) -> tuple[str, str]:
     facts are answered by one dpkg-query for all of them (each call reads the whole
     package database)."""
     boundary = "@@meshctl-" + secrets.token_hex(8)
-    parts = [_PREAMBLE.replace("%(limit)d", str(CONTENT_LIMIT))]
+    parts: list[str] = []
     apt = [f.key.split(":", 2)[2] for f in facts if f.kind == "package_apt"]
     if apt:
         names = " ".join(shlex.quote(n) for n in apt)

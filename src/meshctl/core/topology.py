@@ -554,10 +554,6 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
     return out
 
 
-def validate_file(path: str | Path, plugins: Any = None) -> Topology:
-    return load_topology(path, plugins)
-
-
 __all__ = [
     "Listener",
     "Node",

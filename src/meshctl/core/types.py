@@ -6,14 +6,13 @@ Plugins never return these from hooks directly: registration hooks receive a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
 
-    from meshctl.core.ops import Operation
     from meshctl.core.topology import Node, Topology
 
 
@@ -154,5 +153,3 @@ class NodeContext:
         """A plugin section of the topology by name (mesh scope)."""
         return self.topology.sections.get(name, default)
 
-
-OperationList = Iterable["Operation"]

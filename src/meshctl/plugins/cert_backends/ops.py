@@ -11,7 +11,7 @@ from typing import Any
 from meshctl.core import certs as C
 from meshctl.core import facts as F
 from meshctl.core.errors import MeshctlError
-from meshctl.core.ops import Change, Cmd, File, NoChange, Operation, PlanResult
+from meshctl.core.ops import Change, Cmd, File, NoChange, Operation, PlanResult, _attr_fixes
 
 _CSR_RE = re.compile(r"-----BEGIN CERTIFICATE REQUEST-----.+?-----END CERTIFICATE REQUEST-----", re.S)
 
@@ -110,15 +110,10 @@ class NodeCertificate(Operation):
 
     def _key_attr_fix(self, facts: dict[str, Any]) -> tuple[str, list[Cmd]] | None:
         kf = facts[f"file:{self.key_path}"]
-        cmds, notes = [], []
-        q = shlex.quote(self.key_path)
-        if kf.get("mode") not in (None, "600"):
-            notes.append(f"key mode {kf.get('mode')} -> 0600")
-            cmds.append(Cmd(f"chmod 0600 {q}"))
-        if (kf.get("owner"), kf.get("group")) != (self.owner, self.group):
-            notes.append(f"key owner -> {self.owner}:{self.group}")
-            cmds.append(Cmd(f"chown {shlex.quote(self.owner)}:{shlex.quote(self.group)} {q}"))
-        return (", ".join(notes), cmds) if cmds else None
+        if kf.get("kind") != "file":
+            return None
+        notes, cmds = _attr_fixes(self.key_path, kf, 0o600, self.owner, self.group)
+        return (", ".join(f"key {n}" for n in notes), cmds) if cmds else None
 
     def _needs_new_key(self, facts: dict[str, Any], status: C.CertStatus | None) -> bool:
         key = facts[f"pubkey:{self.key_path}"]

@@ -399,7 +399,7 @@ class Prepull(Operation):
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
         key = f"rc:runuser -l {shlex.quote(self.user)} -c " \
               f"{shlex.quote('podman image exists ' + shlex.quote(self.image))}"
-        if facts[key]["rc"] == 0 and not (changed & {"authjson", "certs"}):
+        if facts[key]["rc"] == 0 and "authjson" not in changed:
             return NoChange(self, "present")
         pull = "podman pull --quiet " + shlex.quote(self.image)  # quoted here: dash has no printf %q
         args = " ".join(shlex.quote(a) for a in (self.user, self.image, self.registry, pull))
