@@ -68,7 +68,7 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
             with open(self.path, "a", encoding="ascii") as fh:
                 fh.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
             os.chmod(self.path, 0o600)
-        client.get_host_keys().add(hostname, key.get_name(), key)
+            client.get_host_keys().add(hostname, key.get_name(), key)  # shared by all clients
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -89,19 +89,41 @@ class SSHOptions:
 
 
 class HostKeyStore:
-    """Host keys from ~/.ssh/known_hosts plus meshctl's own file, loaded once."""
+    """Host keys from ~/.ssh/known_hosts plus meshctl's own file, parsed once and
+    shared by every client (parsing per connection grows with hosts x keys)."""
 
     def __init__(self, opts: SSHOptions):
         self.opts = opts
+        self._loaded: tuple[paramiko.HostKeys, paramiko.HostKeys] | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple[paramiko.HostKeys, paramiko.HostKeys]:
+        with self._lock:
+            if self._loaded is None:
+                system = paramiko.HostKeys()
+                with contextlib.suppress(OSError, paramiko.SSHException):
+                    system.load(os.path.expanduser("~/.ssh/known_hosts"))
+                own = paramiko.HostKeys()
+                if self.opts.known_hosts.exists():
+                    with _known_hosts_lock:
+                        own.load(str(self.opts.known_hosts))
+                self._loaded = (system, own)
+            return self._loaded
 
     def apply(self, client: paramiko.SSHClient) -> None:
-        with contextlib.suppress(OSError, paramiko.SSHException):
-            client.load_system_host_keys()
-        if self.opts.known_hosts.exists():
-            with _known_hosts_lock:
-                client.get_host_keys().load(str(self.opts.known_hosts))
+        # SSHClient has no setter for its key stores; these two attributes are what
+        # load_system_host_keys()/load_host_keys() fill, since paramiko 1.x.
+        client._system_host_keys, client._host_keys = self._load()
         policy = _AcceptNew(self.opts.known_hosts) if self.opts.accept_new_host_keys else _RejectUnknown()
         client.set_missing_host_key_policy(policy)
+
+
+class _Transport(paramiko.Transport):
+    # AES-GCM first: its tag is checked inside cryptography, where an HMAC is
+    # compared byte by byte in Python for every packet. Servers without it still
+    # get the usual list.
+    _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") + tuple(
+        c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c)
 
 
 class Session:
@@ -305,12 +327,18 @@ class TransportPool:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
         self._gw_locks: dict[str, threading.Lock] = {}
+        self._fabric_config: Config | None = None
 
     def _config(self) -> Config:
-        overrides = {"load_ssh_configs": True}
-        if self.opts.ssh_config is not None:
-            return Config(runtime_ssh_path=str(self.opts.ssh_config), overrides=overrides)
-        return Config(overrides=overrides)
+        # One for all connections (Connection only reads it): building it reads and
+        # parses the ssh_config files.
+        if self._fabric_config is None:
+            overrides = {"load_ssh_configs": True}
+            if self.opts.ssh_config is not None:
+                self._fabric_config = Config(runtime_ssh_path=str(self.opts.ssh_config), overrides=overrides)
+            else:
+                self._fabric_config = Config(overrides=overrides)
+        return self._fabric_config
 
     def _connection(self, node: Node) -> Connection:
         if node.name in self._conns:
@@ -320,7 +348,7 @@ class TransportPool:
             gateway = self._connection(self.topology.node(node.ssh.via))
         s = node.ssh
         timeout = s.connect_timeout or self.opts.connect_timeout
-        kwargs: dict = {"banner_timeout": timeout, "auth_timeout": timeout}
+        kwargs: dict = {"banner_timeout": timeout, "auth_timeout": timeout, "transport_factory": _Transport}
         if s.key:
             kwargs["key_filename"] = [os.path.expanduser(s.key)]
         conn = Connection(
