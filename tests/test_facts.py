@@ -8,6 +8,8 @@ import os
 import pwd
 import subprocess
 
+import pytest
+
 from meshctl.core import facts as F
 
 
@@ -85,3 +87,80 @@ def test_os_release_parsing():
 def test_unique_never_fetches_content_someone_marked_secret():
     facts = F.unique([F.file_fact("/etc/k"), F.file_fact("/etc/k", content=False), F.file_fact("/etc/k")])
     assert len(facts) == 1 and not F._wants_content(facts[0])
+
+
+def _service_output(facts, show: str) -> dict:
+    """Parse a recorded ``systemctl show`` answer as the batch would see it."""
+    script, boundary = F.batch_script(facts)
+    assert script.count("systemctl show") == 1
+    out = f"{boundary} @@services\n{show}{boundary} @@services-end\n{boundary} end\n"
+    return F.parse_batch(facts, out, boundary)
+
+
+def test_service_facts_come_from_one_systemctl_call_in_argument_order():
+    facts = [F.service_fact("receptor.service"), F.service_fact("sshd.service"), F.service_fact("nope.service"),
+             F.service_state_fact("fw:nftables", "nftables.service")]
+    # Recorded on Debian 12; sshd.service is an alias, so its block says Id=ssh.service.
+    show = ("Id=receptor.service\nActiveState=inactive\nUnitFileState=enabled\n\n"
+            "Id=ssh.service\nActiveState=active\nUnitFileState=enabled\n\n"
+            "Id=nope.service\nActiveState=inactive\nUnitFileState=\n\n"
+            "Id=nftables.service\nActiveState=active\nUnitFileState=enabled\n")
+    got = _service_output(facts, show)
+    assert got["service:receptor.service"] == {"enabled": "enabled", "active": "inactive"}
+    assert got["service:sshd.service"] == {"enabled": "enabled", "active": "active"}
+    assert got["service:nope.service"] == {"enabled": "", "active": "inactive"}
+    assert got["fw:nftables"] == {"state": "active"}
+
+
+def test_service_facts_without_systemd_or_with_a_refused_unit():
+    facts = [F.service_fact("a.service"), F.service_fact("b@.service")]
+    assert _service_output(facts, "") == {"service:a.service": {"enabled": "", "active": ""},
+                                          "service:b@.service": {"enabled": "", "active": ""}}
+    # One block fewer than units: blocks are matched by Id instead of by position.
+    got = _service_output(facts, "Id=a.service\nActiveState=active\nUnitFileState=static\n")
+    assert got["service:a.service"] == {"enabled": "static", "active": "active"}
+    assert got["service:b@.service"] == {"enabled": "", "active": ""}
+
+
+def test_os_script_runs_here():
+    out = subprocess.run(["sh", "-c", F.OS_SCRIPT], capture_output=True, text=True, timeout=30, check=True).stdout
+    rel = F.parse_os(out)
+    with open("/etc/os-release") as fh:
+        expected = F.parse_os(fh.read() + "@@arch\n" + os.uname().machine)
+    assert rel == expected and rel.id and rel.arch == os.uname().machine
+
+
+def test_glob_fact_lists_what_the_shell_matches(tmp_path):
+    (tmp_path / "meshctl-a.conf").write_text("")
+    (tmp_path / "meshctl-b.conf").write_text("")
+    (tmp_path / "other.conf").write_text("")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / ".meshctl-managed").write_text("")
+    (tmp_path / "meshctl-dangling.conf").symlink_to(tmp_path / "gone")
+    fact = F.glob_fact("ls:x", str(tmp_path), "meshctl-*.conf", "*/.meshctl-managed")
+    empty = F.glob_fact("ls:y", str(tmp_path / "missing dir"), "*")
+    got = run_batch([fact, empty])
+    assert got["ls:x"] == {"lines": sorted(str(tmp_path / n) for n in (
+        "meshctl-a.conf", "meshctl-b.conf", "meshctl-dangling.conf", "d/.meshctl-managed"))}
+    assert got["ls:y"] == {"lines": []}
+    with pytest.raises(ValueError, match="unsupported pattern"):
+        F.glob_fact("ls:z", "/etc", "$(reboot)")
+
+
+def test_file_contents_without_tar_on_the_host(tmp_path):
+    """A fresh host may lack tar (meshctl installs it): contents come one by one."""
+    import shutil
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("find", "base64", "stat", "sha256sum"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    f = tmp_path / "conf"
+    f.write_bytes(b"a|b\n\x00tail")
+    facts = [F.file_fact(str(f)), F.file_fact(str(tmp_path / "missing"))]
+    script, boundary = F.batch_script(facts)
+    out = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True, timeout=60,
+                         env={"PATH": str(bin_dir)})
+    got = F.parse_batch(facts, out.stdout, boundary)
+    assert F.decode_content(got[f"file:{f}"]) == f.read_bytes()
+    assert got[f"file:{tmp_path / 'missing'}"] == {"kind": "absent"}

@@ -246,17 +246,24 @@ def test_wheelhouse_uploads_prunes_and_installs_offline(tmp_path):
     (pip,) = commands(planned, "pip:/opt/meshctl/venv")
     assert "install -q --no-index --find-links /opt/meshctl/wheels ansible-runner==2.4.3 receptorctl==1.6.9" in pip
 
-    # Provisioned: uploads hold by checksum; a wheel removed locally is removed remotely.
-    import hashlib
+    # Uploaded wheels get the local mtime: re-uploaded only when size or mtime differs.
+    (touch,) = [c for c in commands(planned, f"upload:{P.WHEEL_DIR}/{FULL[0]}") if c.startswith("touch")]
+    assert touch == f'touch -m -d @{int((wh / FULL[0]).stat().st_mtime)} "$_tmp"'
+    assert all(P.WHEEL_DIR not in f.key or "digest=0" in f.command
+               for p in planned for f in p.op.facts("apt") if f.kind == "file" and f.key.endswith(".whl"))
 
+    # Provisioned: uploads hold by size and mtime; a wheel removed locally is removed remotely.
     facts = host_facts(dict(PINS), wheels=[*FULL, "ansible_runner-2.3.6-py3-none-any.whl"])
     for name in FULL:
+        st = (wh / name).stat()
         facts[f"file:{P.WHEEL_DIR}/{name}"] = {
-            "kind": "file", "mode": "644", "owner": "root", "group": "root",
-            "sha256": hashlib.sha256(name.encode()).hexdigest()}
+            "kind": "file", "mode": "644", "owner": "root", "group": "root", "size": st.st_size,
+            "mtime": int(st.st_mtime)}
+    facts[f"file:{P.WHEEL_DIR}/{FULL[1]}"]["mtime"] -= 60
     planned = plan(text, "exec01", facts, file=str(mesh_file))
     assert changes(planned) == {
-        "prune:/opt/meshctl/wheels": "remove 1 stale file(s): ansible_runner-2.3.6-py3-none-any.whl"}
+        "prune:/opt/meshctl/wheels": "remove 1 stale file(s): ansible_runner-2.3.6-py3-none-any.whl",
+        f"upload:{P.WHEEL_DIR}/{FULL[1]}": f"replace (size or mtime differs), {(wh / FULL[1]).stat().st_size} bytes"}
     assert commands(planned, "prune:/opt/meshctl/wheels") == [
         "rm -rf -- /opt/meshctl/wheels/ansible_runner-2.3.6-py3-none-any.whl"]
 
@@ -337,7 +344,7 @@ def test_fact_commands_run_in_a_shell_and_parse():
     script, boundary = F.batch_script(facts)
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
     got = F.parse_batch(facts, out, boundary)
-    here = ".".join(map(str, sys.version_info[:3]))
+    here = ".".join(map(str, sys.version_info[:2]))  # from the resolved name, python3.X
     assert got[P.venv_fact(sys.executable).key] == {"exists": False, "python": "", "interpreter": here}
     assert got[P.packages_fact().key] == {}
     assert got[P.listing_fact("/nonexistent/meshctl").key] == {"files": []}
@@ -369,3 +376,11 @@ def test_verify_check_compares_the_pins():
         ctx.run = lambda cmd, out=output: (0 if out else 127, out)
         res = check.run(ctx)
         assert (res.ok, res.detail) == (ok, detail)
+
+
+def test_listing_fact_sees_dot_files(tmp_path):
+    for name in ("a-1.0-py3-none-any.whl", ".hidden", "..odd"):
+        (tmp_path / name).write_text("")
+    fact = P.listing_fact(str(tmp_path))
+    out = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True, timeout=30, check=True).stdout
+    assert fact.parse(out, 0) == {"files": ["..odd", ".hidden", "a-1.0-py3-none-any.whl"]}

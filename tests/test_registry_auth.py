@@ -200,8 +200,31 @@ def test_merge_script_runs_for_real(tmp_path):
     data = json.loads(path.read_text())
     assert data["auths"] == {"other.example.com": {"auth": "b3RoZXI6eA=="}, "reg.example.com": {"auth": "YTpi"}}
     assert oct(path.stat().st_mode & 0o777) == "0o600"
+    fact = RA.auth_fact(str(path))
+
+    def gather() -> tuple[dict, str]:
+        out = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True, timeout=30)
+        return fact.parse(out.stdout, out.returncode), out.stdout
+
+    # Right after the merge the fact answers from the managed file (no Python)...
+    absent = RA.auth_fact(str(tmp_path / "none.json"))
+    out = subprocess.run(["sh", "-c", absent.command], capture_output=True, text=True, timeout=30).stdout
+    assert out == "@absent\n" and absent.parse(out, 0) == {"exists": False, "hashes": {}, "managed": []}
+    cached, raw = gather()
+    assert raw.startswith("@cached ") and "YTpi" not in raw
+    assert cached == {"exists": True, "mode": "600", "owner": me, "managed": ["reg.example.com"],
+                      "hashes": {"reg.example.com": RA._digest("YTpi")}}
+    # ...and once someone else changed auth.json, by reading it (the same answer for ours).
+    data["auths"]["late.example.com"] = {"auth": "bGF0ZTp5"}
+    path.write_text(json.dumps(data))
+    read, raw = gather()
+    assert not raw.startswith("@cached ") and read["managed"] == ["reg.example.com"]
+    assert read["hashes"]["reg.example.com"] == cached["hashes"]["reg.example.com"]
+    assert set(read["hashes"]) == {"other.example.com", "reg.example.com", "late.example.com"}
+
     r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)
-    assert json.loads(path.read_text())["auths"] == {"other.example.com": {"auth": "b3RoZXI6eA=="}}
+    assert json.loads(path.read_text())["auths"] == {"other.example.com": {"auth": "b3RoZXI6eA=="},
+                                                      "late.example.com": {"auth": "bGF0ZTp5"}}
     path.write_text(json.dumps({"auths": {}}))
     (tmp_path / "auth.json.meshctl-managed").write_text("reg.example.com\n")
     r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)

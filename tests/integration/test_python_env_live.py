@@ -118,6 +118,15 @@ def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
     assert second.status == "ok" and second.changes == [], summaries(second)
     assert second.round_trips == 2
     reasons = {u.op.id: u.reason for u in second.unchanged}
+    assert reasons["venv:/opt/meshctl/venv"].startswith("python 3.11.")  # read from pyvenv.cfg
+
+    # A venv another minor Python made (the interpreter upgraded under it): planned for rebuild.
+    cfg = f"{P.VENV}/pyvenv.cfg"
+    minilab.exec("ops", "sed", "-i.orig", "s/^version = .*/version = 3.9.18/", cfg)
+    (stale,) = engine.run([node], apply=False)
+    minilab.exec("ops", "mv", f"{cfg}.orig", cfg)
+    assert summaries(stale)["venv:/opt/meshctl/venv"] == (
+        "recreate with /usr/bin/python3 (python 3.9.18, /usr/bin/python3 is 3.11)")
     assert reasons["pip:/opt/meshctl/venv"] == (
         f"ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl} installed")
 

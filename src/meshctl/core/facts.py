@@ -7,8 +7,12 @@ JSON-able dict, so plans can be computed from recorded facts without a host.
 from __future__ import annotations
 
 import base64
+import hashlib
+import io
+import re
 import secrets
 import shlex
+import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -39,14 +43,21 @@ class Fact:
 
 # Fact constructors are cached: thousands of nodes ask for the same paths.
 @lru_cache(maxsize=4096)
-def file_fact(path: str, content: bool = True) -> Fact:
+def file_fact(path: str, content: bool = True, digest: bool = True) -> Fact:
+    """Kind, mode, owner, group, size and mtime of ``path``; its sha256 unless
+    ``digest`` is false (hashing big files on every run costs); its content too
+    when ``content`` (small files only; never for secrets)."""
     # Gathered together with the host's other file facts (_files_section); the
-    # command only records whether the content is wanted.
-    return Fact(key=f"file:{path}", command=f"content={1 if content else 0}", kind="file")
+    # command only records what is wanted.
+    return Fact(key=f"file:{path}", command=f"content={int(content)} digest={int(digest or content)}", kind="file")
 
 
 def _wants_content(f: Fact) -> bool:
-    return f.command == "content=1"
+    return "content=1" in f.command.split()
+
+
+def _wants_digest(f: Fact) -> bool:
+    return "digest=0" not in f.command.split()
 
 
 @lru_cache(maxsize=1024)
@@ -71,13 +82,16 @@ def group_fact(name: str) -> Fact:
 
 @lru_cache(maxsize=256)
 def service_fact(unit: str) -> Fact:
-    q = shlex.quote(unit)
-    return Fact(
-        key=f"service:{unit}",
-        command=f"echo enabled=$(systemctl is-enabled {q} 2>/dev/null); "
-        f"echo active=$(systemctl is-active {q} 2>/dev/null)",
-        kind="service",
-    )
+    # Answered with the host's other service facts by one systemctl call
+    # (_services_section); the command is the unit name.
+    return Fact(key=f"service:{unit}", command=unit, kind="service")
+
+
+def service_state_fact(key: str, unit: str) -> Fact:
+    """``state=active|inactive`` of a unit, under a key of the caller's choosing,
+    gathered in the same systemctl call as the service facts."""
+    return Fact(key=key, command=unit, kind="service",
+                parser=lambda out, rc: {"state": "active" if _kv(out).get("active") == "active" else "inactive"})
 
 
 def command_fact(guard: str) -> Fact:
@@ -88,6 +102,26 @@ def command_fact(guard: str) -> Fact:
 def exists_fact(path: str) -> Fact:
     q = shlex.quote(path)
     return Fact(key=f"exists:{path}", command=f"if [ -e {q} ]; then echo rc=0; else echo rc=1; fi", kind="rc")
+
+
+_GLOB = re.compile(r"[A-Za-z0-9_.*?!\[\]/-]+")
+
+
+def glob_fact(key: str, directory: str, *patterns: str) -> Fact:
+    """The paths matching shell ``patterns`` under ``directory``, sorted, one per
+    line: ``{"lines": [...]}``. The shell expands them itself (ls would be a
+    process per listing on every run)."""
+    bad = [p for p in patterns if not _GLOB.fullmatch(p)]
+    if bad:
+        raise ValueError(f"glob_fact: unsupported pattern {bad[0]!r}")
+    d = shlex.quote(directory.rstrip("/") or "/")
+    globs = " ".join(f"{d}/{p}" for p in patterns)
+    cmd = f"for p in {globs}; do if [ -e \"$p\" ] || [ -L \"$p\" ]; then printf '%s\\n' \"$p\"; fi; done"
+    return Fact(key=key, command=cmd, kind="lines", parser=_parse_lines)
+
+
+def _parse_lines(output: str, rc: int) -> dict[str, Any]:
+    return {"lines": sorted(ln for ln in output.splitlines() if ln.strip())}
 
 
 def _kv(output: str) -> dict[str, str]:
@@ -178,17 +212,23 @@ PARSERS = {
 
 def unique(facts: Iterable[Fact]) -> list[Fact]:
     """One fact per key. When two operations ask for the same file, one with and one
-    without its content, the content is not fetched (it may be a secret)."""
+    without its content, the content is not fetched (it may be a secret); the
+    digest is when either wants it."""
     seen: dict[str, Fact] = {}
     for f in facts:
-        key = f.key
-        if key not in seen or (f.kind == "file" and not _wants_content(f)):
-            seen[key] = f
+        prev = seen.get(f.key)
+        if prev is None:
+            seen[f.key] = f
+        elif f.kind == "file":  # the digest when anyone wants it
+            seen[f.key] = file_fact(_file_path(f), content=_wants_content(prev) and _wants_content(f),
+                                    digest=_wants_digest(prev) or _wants_digest(f))
     return list(seen.values())
 
 
 _APT_ALL = "@@apt-packages"
 _FILES = "@@files"
+_SERVICES = "@@services"
+_BATCHED = ("package_apt", "file", "service")
 
 
 def _file_path(f: Fact) -> str:
@@ -200,20 +240,47 @@ def _files_section(facts: list[Fact], boundary: str) -> list[str]:
     warm run this dominates the hosts' work (fork per file per tool otherwise)."""
     paths = [_file_path(f) for f in facts]
     wanted = [_file_path(f) for f in facts if _wants_content(f)]
+    hashed = [_file_path(f) for f in facts if _wants_digest(f)]
     q = " ".join(shlex.quote(p) for p in paths)
     lines = [
         f"printf '%s\\n' '{boundary} {_FILES}'",
-        f"stat -L -c '%n|%F|%a|%U|%G|%s' -- {q} </dev/null 2>/dev/null",
+        f"stat -L -c '%n|%F|%a|%U|%G|%s|%Y' -- {q} </dev/null 2>/dev/null",
         f"printf '%s\\n' '{boundary} {_FILES}-sha'",
-        f"sha256sum -- {q} </dev/null 2>/dev/null",
-        f"printf '%s\\n' '{boundary} {_FILES}-content'",
     ]
+    if hashed:
+        lines.append(f"sha256sum -- {' '.join(shlex.quote(p) for p in hashed)} </dev/null 2>/dev/null")
+    lines.append(f"printf '%s\\n' '{boundary} {_FILES}-content'")
     if wanted:
         w = " ".join(shlex.quote(p) for p in wanted)
-        lines.append(f"find {w} -maxdepth 0 -type f -size -{CONTENT_LIMIT + 1}c 2>/dev/null </dev/null | "
-                     "while IFS= read -r f; do printf '%s|' \"$f\"; base64 -w0 \"$f\"; echo; done")
+        small = f"find {w} -maxdepth 0 -type f -size -{CONTENT_LIMIT + 1}c"
+        # One tar for all contents (a base64 per file is a process per file); the
+        # loop is for hosts without tar yet (it is among what meshctl installs).
+        lines.append(f"if command -v tar >/dev/null 2>&1; then printf 'tar|'; {small} -print0 2>/dev/null </dev/null | "
+                     "tar --null -T - -P --no-recursion -b 1 -cf - 2>/dev/null | base64 -w0; echo; "
+                     f"else {small} 2>/dev/null </dev/null | "
+                     "while IFS= read -r f; do printf '%s|' \"$f\"; base64 -w0 \"$f\"; echo; done; fi")
     lines.append(f"printf '%s\\n' '{boundary} {_FILES}-end'")
     return lines
+
+
+def _contents(lines: list[str]) -> Iterable[tuple[str, bytes]]:
+    for line in lines:
+        if line.startswith("tar|"):
+            try:
+                with tarfile.open(fileobj=io.BytesIO(base64.b64decode(line[4:].strip())), mode="r:") as tar:
+                    for member in tar:
+                        fh = tar.extractfile(member) if member.isfile() else None
+                        if fh is not None:
+                            yield "/" + member.name.lstrip("/"), fh.read()
+            except (tarfile.TarError, ValueError):
+                continue
+            continue
+        path, sep, b64 = line.rpartition("|")
+        if sep:
+            try:
+                yield path, base64.b64decode(b64.strip())
+            except ValueError:
+                continue
 
 
 def _file_results(facts: list[Fact], stat: list[str], sha: list[str], content: list[str],
@@ -221,28 +288,58 @@ def _file_results(facts: list[Fact], stat: list[str], sha: list[str], content: l
     kinds = {"directory": "dir", "regular file": "file", "regular empty file": "file"}
     info: dict[str, dict[str, Any]] = {}
     for line in stat:
-        parts = line.rsplit("|", 5)
-        if len(parts) != 6:
+        parts = line.rsplit("|", 6)
+        if len(parts) != 7:
             continue
-        path, ftype, mode, owner, group, size = parts
+        path, ftype, mode, owner, group, size, mtime = parts
         info[path] = {"kind": kinds.get(ftype, "other"), "mode": mode, "owner": owner, "group": group,
-                      "size": int(size) if size.isdigit() else 0}
+                      "size": int(size) if size.isdigit() else 0, "mtime": int(mtime) if mtime.isdigit() else 0}
     for line in sha:
         digest, _, path = line.partition("  ")
         if path in info and info[path]["kind"] == "file":
             info[path]["sha256"] = digest.lstrip("\\")
-    for line in content:
-        path, sep, b64 = line.rpartition("|")
-        if sep and path in info:
-            info[path]["content_b64"] = b64.strip()
+    for path, data in _contents(content):
+        # A file rewritten between the hash and the read: no content, the hash decides.
+        if path in info and info[path].get("sha256") == hashlib.sha256(data).hexdigest():
+            info[path]["content_b64"] = base64.b64encode(data).decode()
     for f in facts:
         results[f.key] = dict(info.get(_file_path(f), {"kind": "absent"}))
 
 
+def _services_section(facts: list[Fact], boundary: str) -> list[str]:
+    units = " ".join(shlex.quote(u) for u in dict.fromkeys(f.command for f in facts))
+    return [f"printf '%s\\n' '{boundary} {_SERVICES}'",
+            f"systemctl show -p Id,UnitFileState,ActiveState -- {units} </dev/null 2>/dev/null",
+            f"printf '%s\\n' '{boundary} {_SERVICES}-end'"]
+
+
+def _service_results(facts: list[Fact], lines: list[str], results: dict[str, dict[str, Any]]) -> None:
+    """``systemctl show`` prints one block per unit, in argument order, blank-line
+    separated (Id is the alias target, so the order is what identifies a block).
+    ``is-enabled`` values: empty UnitFileState is what it prints for no unit file."""
+    blocks: list[dict[str, str]] = [{}]
+    for line in lines:
+        if not line.strip():
+            if blocks[-1]:
+                blocks.append({})
+            continue
+        k, _, v = line.partition("=")
+        blocks[-1][k] = v
+    units = list(dict.fromkeys(f.command for f in facts))
+    filled = [b for b in blocks if b]
+    if len(filled) == len(units):
+        state = dict(zip(units, filled, strict=True))
+    else:  # a unit systemctl refused: fall back to names (an alias then reads as unknown)
+        state = {b.get("Id", ""): b for b in filled}
+    for f in facts:
+        b = state.get(f.command, {})
+        results[f.key] = f.parse(f"enabled={b.get('UnitFileState', '')}\nactive={b.get('ActiveState', '')}", 0)
+
+
 def batch_script(facts: list[Fact]) -> tuple[str, str]:
-    """One shell script that prints every fact between boundary lines. apt package
-    facts are answered by one dpkg-query for all of them (each call reads the whole
-    package database)."""
+    """One shell script that prints every fact between boundary lines. apt package,
+    file and service facts are each answered by one or a few processes for all of
+    them: on a warm run the hosts' work is mostly process starts."""
     boundary = "@@meshctl-" + secrets.token_hex(8)
     parts: list[str] = []
     apt = [f.key.split(":", 2)[2] for f in facts if f.kind == "package_apt"]
@@ -254,8 +351,11 @@ def batch_script(facts: list[Fact]) -> tuple[str, str]:
     files = [f for f in facts if f.kind == "file"]
     if files:
         parts += _files_section(files, boundary)
+    services = [f for f in facts if f.kind == "service"]
+    if services:
+        parts += _services_section(services, boundary)
     for i, fact in enumerate(facts):
-        if fact.kind in ("package_apt", "file"):
+        if fact.kind in _BATCHED:
             continue
         parts.append(f"printf '%s\\n' '{boundary} {i}'")
         body = fact.command.rstrip().rstrip(";")
@@ -284,7 +384,13 @@ def parse_batch(facts: list[Fact], output: str, boundary: str) -> dict[str, dict
                     section = tag
                     sections[tag] = []
                 continue
-            if tag == _APT_ALL:
+            if tag == _SERVICES:
+                section = tag
+                sections[tag] = []
+            elif tag == _SERVICES + "-end":
+                _service_results([f for f in facts if f.kind == "service"], sections.get(_SERVICES, []), results)
+                section = None
+            elif tag == _APT_ALL:
                 apt_lines = []
             elif tag == _APT_ALL + "-end":
                 _apt_results(facts, apt_lines or [], results)
@@ -320,7 +426,10 @@ def _apt_results(facts: list[Fact], lines: list[str], results: dict[str, dict[st
             results[f.key] = _parse_package_apt(seen.get(name, ""), 0)
 
 
-OS_SCRIPT = "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release; echo '@@arch'; uname -m; echo '@@uid'; id -u"
+# Shell builtins but uname: each process start is a noticeable part of a warm run.
+OS_SCRIPT = ("f=/etc/os-release; [ -r $f ] || f=/usr/lib/os-release; "
+             "while IFS= read -r l || [ -n \"$l\" ]; do printf '%s\\n' \"$l\"; done < $f; "
+             "echo '@@arch'; uname -m")
 
 
 def parse_os(output: str) -> OSRelease:

@@ -11,6 +11,7 @@ import hashlib
 import os
 import posixpath
 import shlex
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -481,6 +482,28 @@ class Command(Operation):
         return Change(self, "run" + (" (notified)" if notified else ""), [Cmd(self.command)])
 
 
+_digests: dict[tuple[str, int, int], str] = {}
+_digests_lock = threading.Lock()
+
+
+def _local_sha256(path: str) -> str:
+    """Digest of a local file, once per run for every host uploading it (a
+    wheelhouse to many nodes). Keyed by size and mtime: a file changed meanwhile
+    is hashed again."""
+    st = os.stat(path)
+    key = (path, st.st_size, st.st_mtime_ns)
+    with _digests_lock:
+        if key in _digests:
+            return _digests[key]
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    with _digests_lock:
+        _digests[key] = h.hexdigest()
+    return _digests[key]
+
+
 @dataclass
 class Upload(Operation):
     """A (large or binary) file copied from this machine by SFTP, then installed
@@ -491,20 +514,26 @@ class Upload(Operation):
     mode: str | int = "0644"
     owner: str = "root"
     group: str = "root"
+    #: Compare size and mtime (the copy gets the source's mtime), as rsync does by
+    #: default, instead of hashing the file on the host every run. For caches
+    #: whose names pin their content (wheels); not for what runs as root.
+    quick_check: bool = False
 
     def __post_init__(self) -> None:
         self.id = self.id or f"upload:{self.path}"
         self.description = self.description or self.path
 
     def facts(self, manager: str) -> list[F.Fact]:
-        return [F.file_fact(self.path, content=False)]
+        return [F.file_fact(self.path, content=False, digest=not self.quick_check)]
+
+    def _same(self, fact: dict[str, Any]) -> bool:
+        if not self.quick_check:
+            return fact.get("sha256") == self.local_sha256()
+        st = os.stat(self.source)
+        return fact.get("size") == st.st_size and fact.get("mtime") == int(st.st_mtime)
 
     def local_sha256(self) -> str:
-        h = hashlib.sha256()
-        with open(self.source, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-        return h.hexdigest()
+        return _local_sha256(self.source)
 
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
         fact = facts[f"file:{self.path}"]
@@ -512,7 +541,7 @@ class Upload(Operation):
         if kind not in ("absent", "file"):
             raise OperationError(f"{self.path} exists but is a {kind}, not a regular file")
         size = os.path.getsize(self.source)
-        if kind == "absent" or fact.get("sha256") != self.local_sha256():
+        if kind == "absent" or not self._same(fact):
             name = f"{len(self.path)}-{posixpath.basename(self.path)}"
             d, q = posixpath.dirname(self.path) or "/", _q(self.path)
             cmds = backup_commands(self.backup, self.path) + [
@@ -520,12 +549,14 @@ class Upload(Operation):
                 Cmd(f'cp "$_stage"/{_q(name)} "$_tmp"'),
                 Cmd(f'chown {_q(self.owner)}:{_q(self.group)} "$_tmp"'),
                 Cmd(f'chmod {_mode(self.mode):04o} "$_tmp"'),
+                *([Cmd(f'touch -m -d @{int(os.stat(self.source).st_mtime)} "$_tmp"')] if self.quick_check else []),
                 Cmd(f'mv -f "$_tmp" {q}'),
                 Cmd("_tmp="),
             ]
-            what = "upload" if kind == "absent" else "replace (checksum differs)"
+            what = "upload" if kind == "absent" else (
+                "replace (size or mtime differs)" if self.quick_check else "replace (checksum differs)")
             return Change(self, f"{what}, {size} bytes", cmds, uploads=[(self.source, name)])
         notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
         if cmds:
             return Change(self, ", ".join(notes), cmds)
-        return NoChange(self, "checksum, mode and owner match")
+        return NoChange(self, f"{'size, mtime' if self.quick_check else 'checksum'}, mode and owner match")

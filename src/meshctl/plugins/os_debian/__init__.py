@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from meshctl.core import facts as F
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Operation, Packages
 from meshctl.core.types import NodeContext, OSFamily, OSRelease
@@ -93,17 +94,14 @@ UFW_FACT = state_fact(
     "else echo state=inactive; fi",
 )
 
-NFTABLES_FACT = state_fact(
-    "fw:nftables",
-    "if systemctl is-active --quiet nftables.service 2>/dev/null; then echo state=active; "
-    "else echo state=inactive; fi",
-)
+NFTABLES_FACT = F.service_state_fact("fw:nftables", "nftables.service")
 
 
 def ufw_allowed(port: int) -> str:
     """Succeeds when an incoming ALLOW (or LIMIT) rule for the port exists, whatever
     its source: a rule the user narrowed to some addresses is theirs to keep."""
-    return (f"LC_ALL=C ufw status | grep -E '^{port}(/tcp)?[[:space:]]' "
+    # The ufw check first: without ufw, no pipeline to start on every run.
+    return (f"command -v ufw >/dev/null && LC_ALL=C ufw status | grep -E '^{port}(/tcp)?[[:space:]]' "
             f"| grep -v 'ALLOW OUT' | grep -Eq 'ALLOW|LIMIT'")
 
 

@@ -203,22 +203,31 @@ def _parse_venv(output: str, rc: int) -> dict[str, Any]:
 
 
 def venv_fact(interpreter: str) -> F.Fact:
-    """Does the venv exist, which Python runs it, and which Python is the interpreter."""
+    """Does the venv exist, which Python made it, which Python is the interpreter now.
+    Read from pyvenv.cfg and the interpreter's resolved name (``python3.11``): no
+    interpreter starts on a warm run. Only an unversioned name is asked for its version."""
     v, i, code = shlex.quote(VENV), shlex.quote(interpreter), shlex.quote(_VERSION_PY)
     cmd = (f"if [ -e {v} ]; then echo exists=1; fi; "
-           f"echo \"venv=$({shlex.quote(VENV_PYTHON)} -I -S -c {code} 2>/dev/null)\"; "
-           f"echo \"interp=$({i} -I -S -c {code} 2>/dev/null)\"")
+           f"if [ -x {shlex.quote(VENV_PYTHON)} ] && [ -r {v}/pyvenv.cfg ]; then "
+           f"while IFS=' =' read -r k val; do [ \"$k\" = version ] && echo \"venv=$val\"; done < {v}/pyvenv.cfg; fi; "
+           f"p=$(readlink -f {i}); case \"${{p##*/}}\" in "
+           "python3.[0-9]*|platform-python3.[0-9]*) echo \"interp=${p##*python}\" ;; "
+           f"*) echo \"interp=$({i} -I -S -c {code} 2>/dev/null)\" ;; esac")
     return F.Fact(key=f"venv:{VENV}:{interpreter}", command=cmd, kind="venv", parser=_parse_venv)
 
 
+def _minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 def _parse_listing(output: str, rc: int) -> dict[str, Any]:
-    return {"files": sorted(line for line in output.splitlines() if line.strip())}
+    return {"files": sorted(posixpath.basename(line) for line in output.splitlines() if line.strip())}
 
 
 def listing_fact(directory: str) -> F.Fact:
-    d = shlex.quote(directory)
-    return F.Fact(key=f"ls:{directory}", command=f"if [ -d {d} ]; then ls -1A {d}; fi",
-                  kind="listing", parser=_parse_listing)
+    """Every entry of ``directory``, dot files included (like ``ls -A``)."""
+    f = F.glob_fact(f"ls:{directory}", directory, "*", ".[!.]*", "..?*")
+    return F.Fact(key=f.key, command=f.command, kind="listing", parser=_parse_listing)
 
 
 # ---------------------------------------------------------------------------
@@ -255,7 +264,7 @@ class Virtualenv(Operation):
             return Change(self, f"create with {self.interpreter}", [self.command()])
         if not have:
             why = "its python does not run"
-        elif have != want:
+        elif _minor(have) != _minor(want):  # a patch release keeps a venv working
             why = f"python {have}, {self.interpreter} is {want or 'not installed yet'}"
         elif "pip" not in facts[packages_fact().key]:
             why = "pip is missing"
@@ -412,8 +421,9 @@ def meshctl_node_operations(ctx: NodeContext) -> list[Operation] | None:
         wheel_dir = WHEEL_DIR
         ops.append(Directory(path=WHEEL_DIR, mode="0755"))
         ops.append(PruneDirectory(path=WHEEL_DIR, keep=frozenset(p.name for p in wheels)))
-        # Upload compares checksums: unchanged wheels are not sent again.
-        ops += [Upload(path=f"{WHEEL_DIR}/{p.name}", source=str(p), mode="0644") for p in wheels]
+        # Unchanged wheels (same size and mtime) are not sent again.
+        ops += [Upload(path=f"{WHEEL_DIR}/{p.name}", source=str(p), mode="0644", quick_check=True)
+                for p in wheels]
     ops.append(PipPackages(wanted=requirements(s, work), unwanted=[] if work else ["ansible-runner"],
                            index_url=s.index_url, wheel_dir=wheel_dir))
     return ops

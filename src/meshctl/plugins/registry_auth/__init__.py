@@ -198,7 +198,24 @@ def _digest(auth: str) -> str:
     return hashlib.sha256(auth.encode()).hexdigest()
 
 
+# The merge leaves the digest of the auth.json it wrote, and the digests of the
+# credentials it set, in the managed file. While auth.json still has that digest
+# those are the answer: no interpreter start on a warm run. Any other content
+# (a `podman login` since, an older meshctl) is read with Python.
 _AUTH_FACT = r"""
+f=$1; m="$f.meshctl-managed"; hit=
+if [ ! -e "$f" ] && [ ! -e "$m" ]; then
+    hit=absent
+elif [ -f "$f" ] && [ -r "$m" ]; then
+    d=$(sha256sum < "$f" 2>/dev/null); d=${d%% *}
+    while IFS= read -r l; do [ "$l" = "#sha256 $d" ] && hit=cached; done < "$m"
+fi
+if [ "$hit" = absent ]; then
+    echo "@absent"
+elif [ "$hit" = cached ]; then
+    echo "@cached $(stat -c '%a %U' -- "$f")"
+    cat -- "$m"
+else
 for py in /opt/meshctl/venv/bin/python /usr/bin/python3 /usr/libexec/platform-python; do [ -x "$py" ] && break; done
 "$py" - "$1" <<'PYEOF'
 import hashlib, json, os, pwd, sys
@@ -216,21 +233,36 @@ except FileNotFoundError:
 except Exception as exc:
     out["error"] = type(exc).__name__
 try:
-    out["managed"] = [l.strip() for l in open(path + ".meshctl-managed") if l.strip()]
+    out["managed"] = [l.strip() for l in open(path + ".meshctl-managed") if l.strip() and l[0] != "#"]
 except OSError:
     pass
 print(json.dumps(out))
 PYEOF
+fi
 """
 
 
 def auth_fact(path: str) -> F.Fact:
     cmd = "set -- " + shlex.quote(path) + "\n" + _AUTH_FACT
-    return F.Fact(key=f"authjson:{path}", command=cmd, kind="authjson", parser=_parse_json)
+    return F.Fact(key=f"authjson:{path}", command=cmd, kind="authjson", parser=_parse_auth)
 
 
-def _parse_json(output: str, rc: int) -> dict[str, Any]:
-    for line in reversed(output.strip().splitlines()):
+def _parse_auth(output: str, rc: int) -> dict[str, Any]:
+    lines = output.strip().splitlines()
+    if lines[:1] == ["@absent"]:
+        return {"exists": False, "hashes": {}, "managed": []}
+    for i, line in enumerate(lines):
+        if line.startswith("@cached "):
+            mode, _, owner = line[len("@cached "):].partition(" ")
+            out: dict[str, Any] = {"exists": True, "mode": mode, "owner": owner, "hashes": {}, "managed": []}
+            for entry in lines[i + 1:]:
+                if entry.startswith("#auth "):
+                    _tag, host, digest = (entry.split(" ") + ["", ""])[:3]
+                    out["hashes"][host] = digest
+                elif entry.strip() and not entry.startswith("#"):
+                    out["managed"].append(entry.strip())
+            return out
+    for line in reversed(lines):
         if line.startswith("{"):
             try:
                 return json.loads(line)
@@ -252,7 +284,7 @@ except FileNotFoundError:
     data = {}
 auths = data.setdefault("auths", {})
 try:
-    before = [l.strip() for l in open(path + ".meshctl-managed") if l.strip()]
+    before = [l.strip() for l in open(path + ".meshctl-managed") if l.strip() and l[0] != "#"]
 except OSError:
     before = []
 for host in before:
@@ -269,9 +301,14 @@ if not want and not auths and set(data) <= {"auths"}:
             pass
     print("auth.json: removed (it held only registries meshctl set)")
     sys.exit(0)
-import pwd
+import hashlib, pwd
 pw = pwd.getpwnam(owner)
-for target, text in ((path, json.dumps(data, indent=2) + "\n"), (path + ".meshctl-managed", "".join(h + "\n" for h in sorted(want)))):
+text = json.dumps(data, indent=2) + "\n"
+sha = lambda t: hashlib.sha256(t.encode()).hexdigest()
+managed = "".join(h + "\n" for h in sorted(want))
+managed += "".join("#auth %s %s\n" % (h, sha(want[h])) for h in sorted(want))
+managed += "#sha256 %s\n" % sha(text)
+for target, text in ((path, text), (path + ".meshctl-managed", managed)):
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix=".meshctl.")
     with os.fdopen(fd, "w") as fh:
         fh.write(text)
@@ -332,11 +369,6 @@ class Warn(Operation):
         return NoChange(self, self.message, warning=True)
 
 
-def _listing_fact(key: str, command: str) -> F.Fact:
-    return F.Fact(key=key, command=command, kind="lines",
-                  parser=lambda out, rc: {"lines": [ln for ln in out.splitlines() if ln.strip()]})
-
-
 @dataclass
 class PruneManaged(Operation):
     """Remove registry files meshctl made for registries no longer listed."""
@@ -350,8 +382,8 @@ class PruneManaged(Operation):
 
     def facts(self, manager: str) -> list[F.Fact]:
         return [
-            _listing_fact("ls:registries.conf.d", f"ls -1 {CONF_D}/meshctl-*.conf 2>/dev/null || true"),
-            _listing_fact("ls:certs.d", f"ls -1d {CERTS_D}/*/{MANAGED_MARK} 2>/dev/null || true"),
+            F.glob_fact("ls:registries.conf.d", CONF_D, "meshctl-*.conf"),
+            F.glob_fact("ls:certs.d", CERTS_D, f"*/{MANAGED_MARK}"),
         ]
 
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
