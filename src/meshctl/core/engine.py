@@ -290,19 +290,30 @@ class Engine:
             self.reporter.host_phase(node.name, "connecting")
             session = pool.session(node)
             self.reporter.host_phase(node.name, "detecting OS")
-            rc, out = session.run(F.OS_SCRIPT, become=False, timeout=60)
-            release = F.parse_os(out)
-            result.os = release.pretty_name or release.id
-            ctx = self.context(node, release)
             if verify:
-                self._verify(session, ctx, result)
+                _rc, out = session.run(F.OS_SCRIPT, become=False, timeout=60)
+                release = F.parse_os(out)
+                result.os = release.pretty_name or release.id
+                self._verify(session, self.context(node, release), result)
                 return result
-            ops = build_operations(self.plugins, ctx)
-            manager = ctx.os_family.package_manager
-            fact_list = needed_facts(ops, manager)
-            self.reporter.host_phase(node.name, f"gathering {len(fact_list)} facts")
-            script, boundary = F.batch_script(fact_list)
-            rc, out = session.run(script, timeout=300)
+            planned_for: dict[str, Any] = {}
+
+            def facts_script(os_out: str) -> str:
+                # Which facts to gather depends on the OS: the same shell answers both.
+                release = F.parse_os(os_out)
+                result.os = release.pretty_name or release.id
+                ctx = self.context(node, release)
+                ops = build_operations(self.plugins, ctx)
+                manager = ctx.os_family.package_manager
+                fact_list = needed_facts(ops, manager)
+                self.reporter.host_phase(node.name, f"gathering {len(fact_list)} facts")
+                script, boundary = F.batch_script(fact_list)
+                planned_for.update(release=release, ops=ops, manager=manager, facts=fact_list, boundary=boundary)
+                return script
+
+            _os_out, rc, out = session.run_then(F.OS_SCRIPT, facts_script, timeout=300)
+            release, ops, manager = planned_for["release"], planned_for["ops"], planned_for["manager"]
+            fact_list, boundary = planned_for["facts"], planned_for["boundary"]
             try:
                 facts = F.parse_batch(fact_list, out, boundary)
             except ValueError as exc:

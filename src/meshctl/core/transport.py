@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import socket
 import threading
 import time
@@ -125,6 +126,15 @@ class _Transport(paramiko.Transport):
     _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") + tuple(
         c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c)
 
+    def __init__(self, sock, *args, **kwargs):
+        # Request/response traffic of small packets: with Nagle's algorithm each
+        # one after the first waits for the server's delayed ACK (40 ms on Linux),
+        # several times per command. A jump host's channel is no socket.
+        if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().__init__(sock, *args, **kwargs)
+
 
 class Session:
     """One node's SSH session. ``run`` counts round trips (remote commands)."""
@@ -164,6 +174,58 @@ class Session:
         )
         return cmd, f"{self.opts.become_password}\n{marker}\n"
 
+    def _channel(self, become: bool | None) -> tuple[paramiko.Channel, str, bool]:
+        self.open()
+        if become is None:
+            become = self.node.ssh.become if self.node.ssh.become is not None else True
+        command, prefix = self._wrap(become)
+        try:
+            chan = self.conn.transport.open_session(timeout=self.opts.connect_timeout)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            raise UnreachableError(self.label, "ssh", f"cannot open a session: {exc}") from None
+        chan.set_combine_stderr(True)
+        chan.settimeout(5.0)
+        chan.exec_command(command)
+        return chan, prefix, become
+
+    def _read(self, chan: paramiko.Channel, deadline: float, timeout: float, until: bytes | None = None,
+              on_line: Callable[[str], None] | None = None) -> tuple[bytes, bool]:
+        """Output until EOF, or until a line equal to ``until`` (then True, and the
+        output before that line)."""
+        chunks: list[bytes] = []
+        pending = b""
+        while True:
+            if time.monotonic() > deadline:
+                chan.close()
+                raise RemoteError(f"{self.label}: remote command timed out after {timeout:.0f}s")
+            try:
+                data = chan.recv(65536)
+            except TimeoutError:
+                if chan.exit_status_ready() and not chan.recv_ready():
+                    return b"".join(chunks), False
+                continue
+            if not data:
+                return b"".join(chunks), False
+            chunks.append(data)
+            if until is not None:
+                joined = b"".join(chunks)
+                head, sep, _rest = joined.partition(b"\n" + until + b"\n")
+                if sep:
+                    return head, True
+                chunks = [joined]
+            if on_line is not None:
+                pending += data
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    on_line(line.decode("utf-8", "replace"))
+
+    def _finish(self, chan: paramiko.Channel, become: bool, output: str) -> int:
+        rc = chan.recv_exit_status()
+        chan.close()
+        if become and self.user != "root" and rc == 1 and _sudo_refused(output):
+            raise UnreachableError(self.label, "become", _sudo_refused(output))
+        return rc
+
     def run(
         self,
         script: str,
@@ -174,19 +236,8 @@ class Session:
     ) -> tuple[int, str]:
         """Run ``script`` with ``sh -s`` (under sudo when becoming). Returns
         (exit code, combined output). Bounded by ``timeout`` seconds."""
-        self.open()
-        if become is None:
-            become = self.node.ssh.become if self.node.ssh.become is not None else True
-        command, prefix = self._wrap(become)
+        chan, prefix, become = self._channel(become)
         self.round_trips += 1
-        transport = self.conn.transport
-        try:
-            chan = transport.open_session(timeout=self.opts.connect_timeout)
-        except (paramiko.SSHException, EOFError, OSError) as exc:
-            raise UnreachableError(self.label, "ssh", f"cannot open a session: {exc}") from None
-        chan.set_combine_stderr(True)
-        chan.settimeout(5.0)
-        chan.exec_command(command)
         payload = (prefix + script).encode()
 
         def feed() -> None:
@@ -198,44 +249,55 @@ class Session:
 
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
-        deadline = time.monotonic() + timeout
-        chunks: list[bytes] = []
-        pending = b""
-        while True:
-            if time.monotonic() > deadline:
-                chan.close()
-                raise RemoteError(f"{self.label}: remote command timed out after {timeout:.0f}s")
-            try:
-                data = chan.recv(65536)
-            except TimeoutError:
-                if chan.exit_status_ready() and not chan.recv_ready():
-                    break
-                continue
-            if not data:
-                break
-            chunks.append(data)
-            if on_line is not None:
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    on_line(line.decode("utf-8", "replace"))
-        rc = chan.recv_exit_status()
-        chan.close()
+        raw, _ = self._read(chan, time.monotonic() + timeout, timeout, on_line=on_line)
+        output = raw.decode("utf-8", "replace")
+        rc = self._finish(chan, become, output)
         feeder.join(timeout=5)
-        output = b"".join(chunks).decode("utf-8", "replace")
-        if become and self.user != "root" and rc == 1 and _sudo_refused(output):
-            raise UnreachableError(self.label, "become", _sudo_refused(output))
         return rc, output
+
+    def run_then(
+        self,
+        first: str,
+        then: Callable[[str], str],
+        *,
+        become: bool | None = None,
+        timeout: float = 300.0,
+    ) -> tuple[str, int, str]:
+        """Two round trips in one shell: run ``first``, hand its output to ``then``
+        and run the script that returns, with the same ``sh -s``. Saves the host a
+        session and a shell start. Returns (first output, exit code, second output).
+        ``first`` must not read stdin (the second script follows on it)."""
+        chan, prefix, become = self._channel(become)
+        self.round_trips += 2
+        marker = "@@meshctl-next-" + secrets.token_hex(8)
+        deadline = time.monotonic() + timeout
+        try:
+            chan.sendall((prefix + first + f"\nprintf '\\n%s\\n' '{marker}'\n").encode())
+            raw, found = self._read(chan, deadline, timeout, until=marker.encode())
+            head = raw.decode("utf-8", "replace")
+            if not found:  # the shell ended early: sudo refused, or it never started
+                rc = self._finish(chan, become, head)
+                raise RemoteError(f"{self.label}: the remote shell exited (exit {rc}): {head.strip()[-500:]}")
+            second = then(head)
+            chan.sendall(second.encode())
+            chan.shutdown_write()
+            raw, _ = self._read(chan, deadline, timeout)
+        except (OSError, paramiko.SSHException) as exc:
+            chan.close()
+            raise UnreachableError(self.label, "ssh", f"{type(exc).__name__}: {exc}") from None
+        except BaseException:
+            chan.close()
+            raise
+        output = raw.decode("utf-8", "replace")
+        return head, self._finish(chan, become, output), output
 
     def upload(self, files: list[tuple[str, str]]) -> str:
         """Copy local files into a fresh private directory on the host (one SFTP
         session, counted as one round trip); returns the directory. The apply script
         that uses it removes it."""
-        import secrets as _secrets
-
         self.open()
         self.round_trips += 1
-        stage = f"/tmp/meshctl-stage-{_secrets.token_hex(8)}"
+        stage = f"/tmp/meshctl-stage-{secrets.token_hex(8)}"
         try:
             sftp = self.conn.client.open_sftp()
             try:
