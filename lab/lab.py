@@ -12,6 +12,7 @@ Usually run through nox: ``nox -s lab -- --keep``.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import os
@@ -317,7 +318,15 @@ class Lab:
                      and "secrets" not in p.parts and password.encode() in p.read_bytes()]
             if leaks:
                 raise labkit.LabError(f"the registry password appears in {leaks}")
-            self.log("    the registry password appears in no log, topology or report")
+            # meshctl's host cache keeps file content it read: never a key or credentials.
+            auth = base64.b64encode(f"{self.registry.username}:{password}".encode())
+            cached = [str(p) for p in (self.work / "cache").rglob("*") if p.is_file()
+                      and (b"PRIVATE KEY" in p.read_bytes() or auth in p.read_bytes())]
+            if cached:
+                raise labkit.LabError(f"a private key or registry credentials in meshctl's host cache: {cached}")
+            n = sum(1 for p in (self.work / "cache").rglob("*") if p.is_file())
+            self.log(f"    the registry password appears in no log, topology or report; "
+                     f"no key or credentials among the {n} files of meshctl's host cache")
 
     def mesh_yml(self) -> str:
         lines = [
@@ -360,7 +369,8 @@ class Lab:
     def meshctl_env(self) -> dict[str, str]:
         # The lab's mesh CA and work-signing key live with the lab, not in ~/.local/share;
         # the registry password reaches meshctl only through the environment.
-        env = {**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "MESHCTL_STATE_DIR": str(self.work / "state")}
+        env = {**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "MESHCTL_STATE_DIR": str(self.work / "state"),
+               "MESHCTL_CACHE_DIR": str(self.work / "cache")}
         if self.registry is not None:
             env["MESHLAB_REGISTRY_PASSWORD"] = self.registry.password
         return env
@@ -443,8 +453,9 @@ class Lab:
         env = self.env or labkit.prepare_host(self.work)
         self._close_ssh_masters()
         labkit.remove_prefixed(PREFIX, env=env)
-        # The lab's CA goes with the lab: a new lab gets a new mesh.
+        # The lab's CA and meshctl's host cache go with the lab: a new lab gets a new mesh.
         shutil.rmtree(self.work / "state", ignore_errors=True)
+        shutil.rmtree(self.work / "cache", ignore_errors=True)
 
     def _close_ssh_masters(self) -> None:
         """Stop the ControlMaster processes our ssh_config started (ssh -O exit

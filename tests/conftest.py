@@ -19,14 +19,16 @@ def plugins():
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_state_dir(tmp_path_factory):
-    """Keep mesh CAs and generated keys out of the user's ~/.local/share."""
+    """Keep mesh CAs, generated keys and host caches out of the user's home."""
     import os
 
     path = tmp_path_factory.mktemp("meshctl-state")
-    old = os.environ.get("MESHCTL_STATE_DIR")
+    saved = {k: os.environ.get(k) for k in ("MESHCTL_STATE_DIR", "MESHCTL_CACHE_DIR")}
     os.environ["MESHCTL_STATE_DIR"] = str(path)
+    os.environ["MESHCTL_CACHE_DIR"] = str(tmp_path_factory.mktemp("meshctl-cache"))
     yield path
-    if old is None:
-        os.environ.pop("MESHCTL_STATE_DIR", None)
-    else:
-        os.environ["MESHCTL_STATE_DIR"] = old
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -164,3 +164,58 @@ def test_file_contents_without_tar_on_the_host(tmp_path):
     got = F.parse_batch(facts, out.stdout, boundary)
     assert F.decode_content(got[f"file:{f}"]) == f.read_bytes()
     assert got[f"file:{tmp_path / 'missing'}"] == {"kind": "absent"}
+
+
+def test_host_cache_skips_content_and_memoized_facts_until_the_file_changes(tmp_path):
+    """Second run: nothing fetched, nothing recomputed, the same facts. A changed
+    file is read again. The memoized command writes a witness file when it runs."""
+    from meshctl.core.hostcache import HostCache
+
+    conf, key, witness = tmp_path / "conf", tmp_path / "key", tmp_path / "ran"
+    conf.write_text("a = 1\n")
+    key.write_text("KEY-1\n")
+    derived = F.Fact(key="derived:key", command=f"echo ran >> {witness}; echo value=$(cat {key})", kind="x",
+                     parser=lambda out, rc: {"value": out.strip()}, memo=str(key))
+    facts = [F.file_fact(str(conf)), F.file_fact(str(key), content=False), derived]
+
+    def gather():
+        cache = HostCache(tmp_path / "cache", "mesh", "node1")
+        script, boundary = F.batch_script(facts, cache)
+        out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=60).stdout
+        got = F.parse_batch(facts, out, boundary, cache)
+        F.remember(cache, facts, got)
+        return got, out
+
+    first, raw1 = gather()
+    assert "tar|" in raw1 and witness.read_text() == "ran\n"
+    second, raw2 = gather()
+    assert second == first and witness.read_text() == "ran\n"  # not run again
+    assert "tar|" not in raw2 and F.decode_content(second[f"file:{conf}"]) == b"a = 1\n"
+    assert second["derived:key"] == {"value": "value=KEY-1"}
+
+    conf.write_text("a = 2\n")
+    key.write_text("KEY-2\n")
+    third, raw3 = gather()
+    assert "tar|" in raw3 and F.decode_content(third[f"file:{conf}"]) == b"a = 2\n"
+    assert third["derived:key"] == {"value": "value=KEY-2"} and witness.read_text() == "ran\nran\n"
+
+
+def test_host_cache_never_trusts_a_blob_that_does_not_match_its_digest(tmp_path):
+    from meshctl.core.hostcache import HostCache
+
+    conf = tmp_path / "conf"
+    conf.write_text("real\n")
+    cache = HostCache(tmp_path / "cache", "mesh", "node1")
+    cache.remember_file(str(conf), b"real\n")
+    cache.save()
+    digest = cache.files[str(conf)]
+    assert HostCache(tmp_path / "cache", "mesh", "node1").known_files() == {str(conf): digest}
+    # A damaged blob, or none, is not "known": the content is fetched again.
+    (tmp_path / "cache" / "blobs" / digest).write_bytes(b"tampered\n")
+    assert HostCache(tmp_path / "cache", "mesh", "node1").known_files() == {}
+    (tmp_path / "cache" / "blobs" / digest).unlink()
+    assert HostCache(tmp_path / "cache", "mesh", "node1").known_files() == {}
+    # A rewritten blob heals it.
+    cache = HostCache(tmp_path / "cache", "mesh", "node1")
+    cache.remember_file(str(conf), b"real\n")
+    assert HostCache(tmp_path / "cache", "mesh", "node1").content(digest) == b"real\n"

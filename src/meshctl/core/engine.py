@@ -7,6 +7,7 @@ script. A warm no-op provision therefore costs two round trips.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shlex
 import time
@@ -14,10 +15,12 @@ import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from meshctl.core import facts as F
 from meshctl.core.errors import MeshctlError
+from meshctl.core.hostcache import HostCache, cache_root
 from meshctl.core.ops import (
     Change,
     Cmd,
@@ -259,6 +262,10 @@ class Engine:
         return plan_operations(ops, facts, ctx.os_family.package_manager)
 
     # -- live part -------------------------------------------------------------
+    def _host_cache(self, node: Node) -> HostCache | None:
+        root = self.options.get("host_cache", cache_root())
+        return HostCache(Path(root), self.topology.mesh, node.name) if root else None
+
     def probe(self, nodes: list[Node], script: Callable[[NodeContext], str],
               evaluate: Callable[[NodeContext, str], list[tuple[str, bool, str]]]) -> list[HostResult]:
         """Run ``script(ctx)`` on each node (one round trip after OS detection) and
@@ -297,6 +304,7 @@ class Engine:
                 self._verify(session, self.context(node, release), result)
                 return result
             planned_for: dict[str, Any] = {}
+            cache = self._host_cache(node)
 
             def facts_script(os_out: str) -> str:
                 # Which facts to gather depends on the OS: the same shell answers both.
@@ -307,7 +315,7 @@ class Engine:
                 manager = ctx.os_family.package_manager
                 fact_list = needed_facts(ops, manager)
                 self.reporter.host_phase(node.name, f"gathering {len(fact_list)} facts")
-                script, boundary = F.batch_script(fact_list)
+                script, boundary = F.batch_script(fact_list, cache)
                 planned_for.update(release=release, ops=ops, manager=manager, facts=fact_list, boundary=boundary)
                 return script
 
@@ -315,9 +323,12 @@ class Engine:
             release, ops, manager = planned_for["release"], planned_for["ops"], planned_for["manager"]
             fact_list, boundary = planned_for["facts"], planned_for["boundary"]
             try:
-                facts = F.parse_batch(fact_list, out, boundary)
+                facts = F.parse_batch(fact_list, out, boundary, cache)
             except ValueError as exc:
                 raise RemoteError(f"fact gathering failed (exit {rc}): {_tail(out)}") from exc
+            if cache is not None:
+                with contextlib.suppress(OSError):  # a cache that cannot be written only costs speed
+                    F.remember(cache, fact_list, facts)
             if record:
                 result.recorded = {"os_release": dataclasses.asdict(release), "facts": facts}
             planned = plan_operations(ops, facts, manager)

@@ -34,6 +34,10 @@ class Fact:
     command: str
     kind: str
     parser: Callable[[str, int], dict[str, Any]] | None = None
+    #: A file whose content alone decides this fact (a key for its public half):
+    #: while its sha256 is the one the value was computed at, the controller's host
+    #: cache answers and the command does not run. Only for values that are no secret.
+    memo: str | None = None
 
     def parse(self, output: str, rc: int) -> dict[str, Any]:
         if self.parser is not None:
@@ -235,27 +239,46 @@ def _file_path(f: Fact) -> str:
     return f.key.split(":", 1)[1]
 
 
-def _files_section(facts: list[Fact], boundary: str) -> list[str]:
-    """All file facts in three processes plus one base64 per wanted content: on a
-    warm run this dominates the hosts' work (fork per file per tool otherwise)."""
+_NL = "_nl='\n'"  # a newline, to match whole lines of sha256sum's output
+
+
+def _digest_is(path: str, digest: str) -> str:
+    """A case pattern matching ``$_nl$_sums$_nl`` when ``path`` has ``digest``."""
+    return f'*"$_nl"{shlex.quote(f"{digest}  {path}")}"$_nl"*'
+
+
+def _files_section(facts: list[Fact], boundary: str, known: dict[str, str]) -> list[str]:
+    """All file facts in a handful of processes: on a warm run this dominates the
+    hosts' work (fork per file per tool otherwise). Content is fetched only for
+    files whose digest differs from what the host cache (``known``) holds."""
     paths = [_file_path(f) for f in facts]
     wanted = [_file_path(f) for f in facts if _wants_content(f)]
     hashed = [_file_path(f) for f in facts if _wants_digest(f)]
     q = " ".join(shlex.quote(p) for p in paths)
     lines = [
+        _NL,
+        "_sums=",
         f"printf '%s\\n' '{boundary} {_FILES}'",
         f"stat -L -c '%n|%F|%a|%U|%G|%s|%Y' -- {q} </dev/null 2>/dev/null",
         f"printf '%s\\n' '{boundary} {_FILES}-sha'",
     ]
     if hashed:
-        lines.append(f"sha256sum -- {' '.join(shlex.quote(p) for p in hashed)} </dev/null 2>/dev/null")
+        lines.append(f"_sums=$(sha256sum -- {' '.join(shlex.quote(p) for p in hashed)} </dev/null 2>/dev/null)")
+        lines.append('printf \'%s\\n\' "$_sums"')
     lines.append(f"printf '%s\\n' '{boundary} {_FILES}-content'")
     if wanted:
-        w = " ".join(shlex.quote(p) for p in wanted)
-        small = f"find {w} -maxdepth 0 -type f -size -{CONTENT_LIMIT + 1}c"
+        lines.append("set --")
+        for p in wanted:
+            qp = shlex.quote(p)
+            if p in known and p in hashed:
+                lines.append(f'case "$_nl$_sums$_nl" in {_digest_is(p, known[p])}) ;; *) set -- "$@" {qp} ;; esac')
+            else:
+                lines.append(f'set -- "$@" {qp}')
+        small = f'find "$@" -maxdepth 0 -type f -size -{CONTENT_LIMIT + 1}c'
         # One tar for all contents (a base64 per file is a process per file); the
         # loop is for hosts without tar yet (it is among what meshctl installs).
-        lines.append(f"if command -v tar >/dev/null 2>&1; then printf 'tar|'; {small} -print0 2>/dev/null </dev/null | "
+        lines.append(f"if [ $# -eq 0 ]; then :; elif command -v tar >/dev/null 2>&1; then printf 'tar|'; "
+                     f"{small} -print0 2>/dev/null </dev/null | "
                      "tar --null -T - -P --no-recursion -b 1 -cf - 2>/dev/null | base64 -w0; echo; "
                      f"else {small} 2>/dev/null </dev/null | "
                      "while IFS= read -r f; do printf '%s|' \"$f\"; base64 -w0 \"$f\"; echo; done; fi")
@@ -284,7 +307,7 @@ def _contents(lines: list[str]) -> Iterable[tuple[str, bytes]]:
 
 
 def _file_results(facts: list[Fact], stat: list[str], sha: list[str], content: list[str],
-                  results: dict[str, dict[str, Any]]) -> None:
+                  results: dict[str, dict[str, Any]], cache: Any = None) -> None:
     kinds = {"directory": "dir", "regular file": "file", "regular empty file": "file"}
     info: dict[str, dict[str, Any]] = {}
     for line in stat:
@@ -302,6 +325,13 @@ def _file_results(facts: list[Fact], stat: list[str], sha: list[str], content: l
         # A file rewritten between the hash and the read: no content, the hash decides.
         if path in info and info[path].get("sha256") == hashlib.sha256(data).hexdigest():
             info[path]["content_b64"] = base64.b64encode(data).decode()
+    if cache is not None:  # what was not sent because the host cache has it
+        for f in facts:
+            entry = info.get(_file_path(f), {})
+            if _wants_content(f) and "content_b64" not in entry and entry.get("sha256"):
+                data = cache.content(entry["sha256"])
+                if data is not None:
+                    entry["content_b64"] = base64.b64encode(data).decode()
     for f in facts:
         results[f.key] = dict(info.get(_file_path(f), {"kind": "absent"}))
 
@@ -336,7 +366,10 @@ def _service_results(facts: list[Fact], lines: list[str], results: dict[str, dic
         results[f.key] = f.parse(f"enabled={b.get('UnitFileState', '')}\nactive={b.get('ActiveState', '')}", 0)
 
 
-def batch_script(facts: list[Fact]) -> tuple[str, str]:
+_MEMO_HIT = "@@memo-hit"
+
+
+def batch_script(facts: list[Fact], cache: Any = None) -> tuple[str, str]:
     """One shell script that prints every fact between boundary lines. apt package,
     file and service facts are each answered by one or a few processes for all of
     them: on a warm run the hosts' work is mostly process starts."""
@@ -349,8 +382,11 @@ def batch_script(facts: list[Fact]) -> tuple[str, str]:
         parts.append(f"dpkg-query -W -f='${{Package}}|${{db:Status-Abbrev}}|${{Version}}\\n' {names} </dev/null 2>/dev/null"
                      f"; printf '%s\\n' '{boundary} {_APT_ALL}-end'")
     files = [f for f in facts if f.kind == "file"]
+    known = cache.known_files() if cache is not None else {}
+    memo = cache.memo_digests() if cache is not None else {}
+    hashed = {_file_path(f) for f in files if _wants_digest(f)}
     if files:
-        parts += _files_section(files, boundary)
+        parts += _files_section(files, boundary, known)
     services = [f for f in facts if f.kind == "service"]
     if services:
         parts += _services_section(services, boundary)
@@ -359,13 +395,16 @@ def batch_script(facts: list[Fact]) -> tuple[str, str]:
             continue
         parts.append(f"printf '%s\\n' '{boundary} {i}'")
         body = fact.command.rstrip().rstrip(";")
+        if fact.memo in hashed and memo.get(fact.key):
+            body = (f'case "$_nl$_sums$_nl" in {_digest_is(fact.memo, memo[fact.key])}) echo {_MEMO_HIT} ;;\n'
+                    f"*)\n{body}\n;; esac")
         group = f"{{\n{body}\n}}" if "\n" in body else f"{{ {body} ; }}"  # heredocs need their own lines
         parts.append(f"{group} </dev/null 2>&1; printf '\\n%s\\n' \"{boundary} rc $?\"")
     parts.append(f"printf '%s\\n' '{boundary} end'")
     return "\n".join(parts) + "\n", boundary
 
 
-def parse_batch(facts: list[Fact], output: str, boundary: str) -> dict[str, dict[str, Any]]:
+def parse_batch(facts: list[Fact], output: str, boundary: str, cache: Any = None) -> dict[str, dict[str, Any]]:
     results: dict[str, dict[str, Any]] = {}
     current: int | None = None
     buf: list[str] = []
@@ -378,7 +417,8 @@ def parse_batch(facts: list[Fact], output: str, boundary: str) -> dict[str, dict
             if tag.startswith(_FILES):
                 if tag == _FILES + "-end":
                     _file_results([f for f in facts if f.kind == "file"], sections.get(_FILES, []),
-                                  sections.get(_FILES + "-sha", []), sections.get(_FILES + "-content", []), results)
+                                  sections.get(_FILES + "-sha", []), sections.get(_FILES + "-content", []), results,
+                                  cache)
                     section = None
                 else:
                     section = tag
@@ -398,7 +438,11 @@ def parse_batch(facts: list[Fact], output: str, boundary: str) -> dict[str, dict
             elif tag.startswith("rc ") and current is not None:
                 rc = int(tag[3:]) if tag[3:].strip().isdigit() else 1
                 fact = facts[current]
-                results[fact.key] = fact.parse("\n".join(buf).strip("\n"), rc)
+                text = "\n".join(buf).strip("\n")
+                if text == _MEMO_HIT and cache is not None and fact.key in cache.memo:
+                    results[fact.key] = dict(cache.memo[fact.key]["value"])
+                else:
+                    results[fact.key] = fact.parse(text, rc)
                 current, buf = None, []
             elif tag.isdigit():
                 current, buf = int(tag), []
@@ -443,3 +487,16 @@ def decode_content(fact: dict[str, Any]) -> bytes | None:
     if b64 is None:
         return None
     return base64.b64decode(b64)
+
+
+def remember(cache: Any, facts: list[Fact], results: dict[str, dict[str, Any]]) -> None:
+    """Keep what this run read in the host cache, for the next run to skip."""
+    for f in facts:
+        r = results.get(f.key, {})
+        if f.kind == "file" and _wants_content(f) and r.get("content_b64") and r.get("sha256"):
+            cache.remember_file(_file_path(f), base64.b64decode(r["content_b64"]))
+        elif f.memo is not None and "error" not in r:
+            digest = results.get(f"file:{f.memo}", {}).get("sha256")
+            if digest:
+                cache.remember_memo(f.key, digest, r)
+    cache.save()

@@ -22,7 +22,8 @@ def pubkey_fact(key_path: str) -> F.Fact:
     cmd = (f"if [ ! -e {q} ]; then echo state=absent; "
            f"elif command -v openssl >/dev/null 2>&1; then echo state=present; openssl pkey -in {q} -pubout 2>&1; "
            "else echo state=unknown; fi")
-    return F.Fact(key=f"pubkey:{key_path}", command=cmd, kind="pubkey", parser=_parse_pubkey)
+    # The public half is no secret and depends on the key file alone: memoized.
+    return F.Fact(key=f"pubkey:{key_path}", command=cmd, kind="pubkey", parser=_parse_pubkey, memo=key_path)
 
 
 def _parse_pubkey(output: str, rc: int) -> dict[str, Any]:
