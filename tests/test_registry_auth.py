@@ -229,3 +229,19 @@ def test_merge_script_runs_for_real(tmp_path):
     (tmp_path / "auth.json.meshctl-managed").write_text("reg.example.com\n")
     r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and not path.exists() and "removed" in r.stdout
+
+
+def test_auth_fact_inside_the_batch_script(tmp_path):
+    """The fact's heredoc and case run inside the batch's command substitution."""
+    import subprocess
+
+    from meshctl.core import facts as F
+
+    path = tmp_path / "auth.json"
+    path.write_text(json.dumps({"auths": {"other.example.com": {"auth": "b3RoZXI6eA=="}}}))
+    fact = RA.auth_fact(str(path))
+    script, boundary = F.batch_script([fact, F.file_fact(str(path), content=False)])
+    out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=30).stdout
+    got = F.parse_batch([fact, F.file_fact(str(path), content=False)], out, boundary)
+    assert got[fact.key]["hashes"] == {"other.example.com": RA._digest("b3RoZXI6eA==")}
+    assert got[fact.key]["managed"] == [] and got[f"file:{path}"]["kind"] == "file"

@@ -271,7 +271,7 @@ def _files_section(facts: list[Fact], boundary: str, known: dict[str, str]) -> l
         for p in wanted:
             qp = shlex.quote(p)
             if p in known and p in hashed:
-                lines.append(f'case "$_nl$_sums$_nl" in {_digest_is(p, known[p])}) ;; *) set -- "$@" {qp} ;; esac')
+                lines.append(f'case "$_nl$_sums$_nl" in ({_digest_is(p, known[p])}) ;; (*) set -- "$@" {qp} ;; esac')
             else:
                 lines.append(f'set -- "$@" {qp}')
         small = f'find "$@" -maxdepth 0 -type f -size -{CONTENT_LIMIT + 1}c'
@@ -396,12 +396,16 @@ def batch_script(facts: list[Fact], cache: Any = None) -> tuple[str, str]:
         parts.append(f"printf '%s\\n' '{boundary} {i}'")
         body = fact.command.rstrip().rstrip(";")
         if fact.memo in hashed and memo.get(fact.key):
-            body = (f'case "$_nl$_sums$_nl" in {_digest_is(fact.memo, memo[fact.key])}) echo {_MEMO_HIT} ;;\n'
-                    f"*)\n{body}\n;; esac")
+            # "(pattern)": inside $( ) a bare "pattern)" trips older shells.
+            body = (f'case "$_nl$_sums$_nl" in ({_digest_is(fact.memo, memo[fact.key])}) echo {_MEMO_HIT} ;;\n'
+                    f"(*)\n{body}\n;; esac")
         group = f"{{\n{body}\n}}" if "\n" in body else f"{{ {body} ; }}"  # heredocs need their own lines
         parts.append(f"{group} </dev/null 2>&1; printf '\\n%s\\n' \"{boundary} rc $?\"")
     parts.append(f"printf '%s\\n' '{boundary} end'")
-    return "\n".join(parts) + "\n", boundary
+    # Collected, then written at once: every small write would otherwise travel as
+    # an SSH packet of its own (work for sshd and for paramiko's Python).
+    body = "\n".join(parts)
+    return f"_facts=$(\n{body}\n)\nprintf '%s\\n' \"$_facts\"\n", boundary
 
 
 def parse_batch(facts: list[Fact], output: str, boundary: str, cache: Any = None) -> dict[str, dict[str, Any]]:
