@@ -27,6 +27,10 @@ import labkit  # noqa: E402
 
 import lab as lablib  # noqa: E402
 
+#: Seconds between runs: the hosts finish closing the last run's SSH sessions
+#: (logind, systemd) before the next run is timed, so no run pays for another.
+SETTLE = 3.0
+
 
 def provision(lab: lablib.Lab, name: str, mesh: Path | None = None) -> tuple[float, dict]:
     t0 = time.perf_counter()
@@ -64,9 +68,11 @@ def measure(extra: int, repeat: int) -> dict:
         warm, side = [], []
         for i in range(repeat):
             if small_mesh is not None:
+                time.sleep(SETTLE)
                 seconds, result = provision(lab, f"{extra}-warm{i}-lab-mesh", mesh=small_mesh)
                 side.append(seconds)
                 _warm(out, "side_", result)
+            time.sleep(SETTLE)
             seconds, result = provision(lab, f"{extra}-warm{i}")
             warm.append(seconds)
             _warm(out, "warm_", result)
