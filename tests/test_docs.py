@@ -166,7 +166,7 @@ def test_checker_catches_missing_hook_and_wrong_signature(doc_text):
 
 def test_render_signature_keeps_source_annotations():
     assert render_signature(hookspecs.meshctl_registry_credentials) == (
-        "def meshctl_registry_credentials(registry: Any, node: Any) -> RegistryCredentials | None"
+        "def meshctl_registry_credentials(registry: Any, node: Any, topology: Topology) -> RegistryCredentials | None"
     )
 
     def f(a, b: int = 3) -> None: ...

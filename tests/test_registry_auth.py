@@ -130,19 +130,20 @@ def test_hop_nodes_get_no_registry_files(plugins, tmp_path, env_pw):
 def test_password_sources(plugins, tmp_path, monkeypatch):
     pw = tmp_path / "pw"
     pw.write_text("from-file\n")
-    reg = RA.Registry(host="r.example.com", username="u", password_file=str(pw))
-    assert RA.meshctl_registry_credentials(reg, object()).password == "from-file"
+    topo = parse_topology(mesh(tmp_path, ""), str(tmp_path / "mesh.yml"), plugins)
+    reg = RA.Registry(host="r.example.com", username="u", password_file="pw")  # relative to mesh.yml
+    assert RA.meshctl_registry_credentials(reg, topo).password == "from-file"
     cmd = f"{sys.executable} -c 'print(\"from-command\")'"
     reg = RA.Registry(host="r.example.com", username="u", password_command=cmd)
-    assert RA.meshctl_registry_credentials(reg, object()).password == "from-command"
+    assert RA.meshctl_registry_credentials(reg, topo).password == "from-command"
     reg = RA.Registry(host="r.example.com", username="u", password_command=f"{sys.executable} -c 'import sys; print(\"{SECRET}\"); sys.exit(3)'")
     with pytest.raises(MeshctlError) as info:
-        RA.meshctl_registry_credentials(reg, object())
+        RA.meshctl_registry_credentials(reg, topo)
     assert "exited 3" in str(info.value) and SECRET not in str(info.value)
     monkeypatch.delenv("NOPE_PW", raising=False)
     reg = RA.Registry(host="r.example.com", username="u", password_env="NOPE_PW")
     with pytest.raises(MeshctlError, match="NOPE_PW is not set"):
-        RA.meshctl_registry_credentials(reg, object())
+        RA.meshctl_registry_credentials(reg, topo)
 
 
 def test_a_plugin_can_supply_credentials_first(tmp_path, env_pw):

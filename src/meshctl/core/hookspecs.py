@@ -121,11 +121,13 @@ def meshctl_register_cert_backends(register: Callable[[CertBackend], None]) -> N
 
 @hookspec(firstresult=True)
 def meshctl_registry_credentials(
-    registry: Any, node: Any
+    registry: Any, node: Any, topology: Topology
 ) -> RegistryCredentials | None:
     """Supply credentials for a container registry (first answer wins).
 
-    ``registry`` is the mesh.yml registry entry. Return
+    ``registry`` is the mesh.yml registry entry, ``node`` the node being
+    provisioned, ``topology`` the mesh (relative paths in it are relative to
+    ``topology.file``). Implementations may leave out arguments they do not use. Return
     :class:`~meshctl.core.types.RegistryCredentials`, or ``None`` to let the next
     plugin answer. Use this to read passwords from a secret store. This hook is
     ``firstresult``: exactly one plugin answers for a given registry.

@@ -179,8 +179,8 @@ class MeshctlPlugins:
     def removal_operations(self, ctx: NodeContext, purge_user: bool) -> list[Any]:
         return _flatten(reversed(self.pm.hook.meshctl_removal_operations(ctx=ctx, purge_user=purge_user)))
 
-    def registry_credentials(self, registry: Any, node: Any) -> Any:
-        return self.pm.hook.meshctl_registry_credentials(registry=registry, node=node)
+    def registry_credentials(self, registry: Any, node: Any, topology: Any) -> Any:
+        return self.pm.hook.meshctl_registry_credentials(registry=registry, node=node, topology=topology)
 
     def cli_options(self) -> list[tuple[str, Any]]:
         opts: list[tuple[str, Any]] = []

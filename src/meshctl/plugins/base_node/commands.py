@@ -143,9 +143,8 @@ def register_status(cli: click.Group) -> None:
         engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
                                  ask_become_pass, PlainReporter(verbose=state.verbose > 0),
                                  {"probe_timeout": timeout})
-        for n in nodes:  # bound the connection as well as the command
-            if n.ssh.connect_timeout is None:
-                n.ssh.connect_timeout = float(min(timeout, 30))
+        # Bound the connection as well as the command (a node's own connect_timeout wins).
+        engine.ssh.connect_timeout = float(min(timeout, 30))
 
         def script(nctx: Any) -> str:
             port = nctx.node.listener.port if nctx.node.listener else None

@@ -28,6 +28,7 @@ from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Change, Cmd, Directory, File, NoChange, Operation, PlanResult
 from meshctl.core.topology import StrictModel, valid_address
 from meshctl.core.types import NodeContext, RegistryCredentials, TopologySection
+from meshctl.plugins.cert_backends.settings import resolve_path
 
 _HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]+)(?::(?P<port>\d{1,5}))?$")
 CERTS_D = "/etc/containers/certs.d"
@@ -100,7 +101,7 @@ def meshctl_register_topology_sections(register):
 # -- credentials -----------------------------------------------------------------
 
 @hookimpl(trylast=True)
-def meshctl_registry_credentials(registry: Registry, node: Any) -> RegistryCredentials | None:
+def meshctl_registry_credentials(registry: Registry, topology: Any) -> RegistryCredentials | None:
     """The built-in sources: password_env, password_file, password_command, password."""
     if not registry.has_credentials:
         return None
@@ -109,7 +110,7 @@ def meshctl_registry_credentials(registry: Registry, node: Any) -> RegistryCrede
         if value is None:
             raise MeshctlError(f"registry {registry.host}: environment variable {registry.password_env} is not set")
     elif registry.password_file is not None:
-        path = _resolve(node, registry.password_file)
+        path = resolve_path(topology, registry.password_file)
         try:
             with open(path, encoding="utf-8") as fh:
                 value = fh.read().rstrip("\n")
@@ -130,13 +131,6 @@ def meshctl_registry_credentials(registry: Registry, node: Any) -> RegistryCrede
     return RegistryCredentials(registry.username or "", value)
 
 
-def _resolve(node: Any, value: str) -> str:
-    from meshctl.plugins.cert_backends.settings import resolve_path
-
-    topo = getattr(node, "_topology", None)
-    return str(resolve_path(topo, value)) if topo is not None else os.path.expanduser(value)
-
-
 _cred_cache: dict[tuple[int, str], RegistryCredentials | None] = {}
 _cred_lock = threading.Lock()
 
@@ -146,8 +140,7 @@ def credentials(plugins: Any, topo: Any, registry: Registry, node: Any) -> Regis
     key = (id(topo), registry.host)
     with _cred_lock:
         if key not in _cred_cache:
-            node._topology = topo
-            creds = plugins.registry_credentials(registry, node)
+            creds = plugins.registry_credentials(registry, node, topo)
             if creds is None and registry.has_credentials:
                 raise MeshctlError(f"registry {registry.host}: no plugin supplied credentials")
             _cred_cache[key] = creds
@@ -167,14 +160,10 @@ def meshctl_validate_topology(topology, report):
             report(base + ("password_env",), f"registry {reg.host}: environment variable {reg.password_env} "
                    "is not set")
         if reg.password_file is not None:
-            from meshctl.plugins.cert_backends.settings import resolve_path
-
             p = resolve_path(topology, reg.password_file)
             if not os.access(p, os.R_OK):
                 report(base + ("password_file",), f"registry {reg.host}: cannot read password_file {p}")
         if reg.ca_file is not None:
-            from meshctl.plugins.cert_backends.settings import resolve_path
-
             p = resolve_path(topology, reg.ca_file)
             try:
                 data = p.read_bytes()
