@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -47,7 +50,29 @@ def _output_option(f: Callable) -> Callable:
                         show_default=True, help="Output format.")(f)
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """The options every command that reaches nodes takes (``_run_options``)."""
+
+    limit: str | None
+    forks: int
+    accept_new_host_keys: bool
+    known_hosts: Path | None
+    ssh_config: Path | None
+    ask_become_pass: bool
+    verbose: int
+
+
 def _run_options(f: Callable) -> Callable:
+    """Adds the run options and hands them to ``f`` as one ``run: RunOptions``
+    (``-v`` here adds to the global verbosity)."""
+
+    @functools.wraps(f)
+    def with_run(*args: Any, **kwargs: Any) -> Any:
+        run = RunOptions(**{name: kwargs.pop(name) for name in RunOptions.__dataclass_fields__})
+        click.get_current_context().obj.verbose += run.verbose
+        return f(*args, run=run, **kwargs)
+
     opts = [
         click.option("--limit", "-l", default=None, help="Only these nodes (comma separated)."),
         click.option("--forks", default=20, show_default=True, type=click.IntRange(1, 500),
@@ -63,8 +88,8 @@ def _run_options(f: Callable) -> Callable:
                      help="More output (round trips, timings, steps)."),
     ]
     for opt in reversed(opts):
-        f = opt(f)
-    return f
+        with_run = opt(with_run)
+    return with_run
 
 
 def _load(state: State, file: Path):
@@ -90,21 +115,22 @@ def _select(topo, limit: str | None):
     return [n for n in nodes if n.name in wanted]
 
 
-def _engine(state: State, topo, forks, accept_new, known_hosts, ssh_config, ask_pass, reporter, options):
+def _engine(state: State, topo, run: RunOptions, reporter, options, forks: int | None = None):
+    """The engine for a command; ``forks`` overrides ``--forks`` (one node at a time)."""
     from meshctl.core.engine import Engine
     from meshctl.core.transport import SSHOptions
 
-    ssh = SSHOptions(accept_new_host_keys=accept_new, ssh_config=ssh_config)
-    if known_hosts is not None:
-        ssh.known_hosts = known_hosts
-    if ask_pass:
+    ssh = SSHOptions(accept_new_host_keys=run.accept_new_host_keys, ssh_config=run.ssh_config)
+    if run.known_hosts is not None:
+        ssh.known_hosts = run.known_hosts
+    if run.ask_become_pass:
         ssh.become_password = getpass.getpass("BECOME password: ")
-    return Engine(topo, state.plugins, ssh=ssh, forks=forks, options=options, reporter=reporter,
+    return Engine(topo, state.plugins, ssh=ssh, forks=forks or run.forks, options=options, reporter=reporter,
                   debug=state.debug)
 
 
-def _execute(state: State, ctx: click.Context, apply: bool, file: Path, limit, forks, accept_new_host_keys,
-             known_hosts, ssh_config, ask_become_pass, output: str, detailed: bool = False) -> None:
+def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: RunOptions, output: str,
+             detailed: bool = False) -> None:
     from meshctl.core.output import (
         PlainReporter,
         RichReporter,
@@ -114,14 +140,13 @@ def _execute(state: State, ctx: click.Context, apply: bool, file: Path, limit, f
     )
 
     topo = _load(state, file)
-    nodes = _select(topo, limit)
+    nodes = _select(topo, run.limit)
     if not nodes:
         raise UsageError("no managed nodes to work on")
     options = dict(ctx.meta.get("plugin_options", {}))
     tty = state.err.is_terminal and output == "text"
     reporter = RichReporter([n.name for n in nodes], state.err) if tty else PlainReporter(verbose=state.verbose > 0)
-    engine = _engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
-                     reporter, options)
+    engine = _engine(state, topo, run, reporter, options)
     if tty:
         with reporter:
             results = engine.run(nodes, apply=apply)
@@ -171,43 +196,34 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
     @_output_option
     @click.option("--detailed", is_flag=True, help="Show full content of new files and unchanged items.")
     @click.pass_context
-    def plan(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-             ask_become_pass, verbose, output, detailed, **plugin_opts) -> None:
+    def plan(ctx: click.Context, file, run: RunOptions, output, detailed, **plugin_opts) -> None:
         """Show what provision would change on each node (reads facts, changes nothing)."""
-        ctx.obj.verbose += verbose
         ctx.meta["plugin_options"] = plugin_opts
-        _execute(ctx.obj, ctx, False, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-                 ask_become_pass, output, detailed)
+        _execute(ctx.obj, ctx, False, file, run, output, detailed)
 
     @cli.command()
     @_file_option
     @_run_options
     @_output_option
     @click.pass_context
-    def provision(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-                  ask_become_pass, verbose, output, **plugin_opts) -> None:
+    def provision(ctx: click.Context, file, run: RunOptions, output, **plugin_opts) -> None:
         """Apply the topology: make every managed node match it."""
-        ctx.obj.verbose += verbose
         ctx.meta["plugin_options"] = plugin_opts
-        _execute(ctx.obj, ctx, True, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-                 ask_become_pass, output)
+        _execute(ctx.obj, ctx, True, file, run, output)
 
     @cli.command()
     @_file_option
     @_run_options
     @click.pass_context
-    def facts(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-              ask_become_pass, verbose) -> None:
+    def facts(ctx: click.Context, file, run: RunOptions) -> None:
         """Print, as JSON, the OS and facts meshctl reads from each node (what plans
         are computed from). Secret files are compared by hash only."""
         from meshctl.core.output import PlainReporter, print_json
 
         state: State = ctx.obj
-        state.verbose += verbose
         topo = _load(state, file)
-        nodes = _select(topo, limit)
-        engine = _engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
-                         PlainReporter(verbose=state.verbose > 0), {})
+        nodes = _select(topo, run.limit)
+        engine = _engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
         results = engine.run(nodes, apply=False, record=True)
         print_json({r.node: r.recorded if r.recorded is not None else {"error": r.error, "cause": r.cause}
                     for r in results})
@@ -219,17 +235,14 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
     @_run_options
     @_output_option
     @click.pass_context
-    def verify(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-               ask_become_pass, verbose, output) -> None:
+    def verify(ctx: click.Context, file, run: RunOptions, output) -> None:
         """Run the registered checks on each node; exit 1 when any check fails."""
         from meshctl.core.output import PlainReporter, print_checks, print_json, summary_counts
 
         state: State = ctx.obj
-        state.verbose += verbose
         topo = _load(state, file)
-        nodes = _select(topo, limit)
-        engine = _engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
-                         PlainReporter(verbose=state.verbose > 0), {})
+        nodes = _select(topo, run.limit)
+        engine = _engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
         results = engine.run(nodes, apply=False, verify=True)
         if output == "json":
             print_json({"command": "verify", "mesh": topo.mesh, "summary": summary_counts(results),

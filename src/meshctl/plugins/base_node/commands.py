@@ -17,8 +17,7 @@ def register(cli: click.Group) -> None:
     @corecli._run_options
     @corecli._output_option
     @click.pass_context
-    def preflight(ctx: click.Context, file: Path, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-                  ask_become_pass, verbose, output) -> None:
+    def preflight(ctx: click.Context, file: Path, run: corecli.RunOptions, output) -> None:
         """Make receptor's start-up checks now, on each node: receptor.conf sections and
         keys, NodeID in certificates, key/certificate pairs, chains, file access for the
         service user, listener ports, peer name resolution, clock skew."""
@@ -27,11 +26,9 @@ def register(cli: click.Group) -> None:
         from meshctl.plugins.base_node import settings
 
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
-        nodes = corecli._select(topo, limit)
-        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
-                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0), {})
+        nodes = corecli._select(topo, run.limit)
+        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
 
         def script(nctx: Any) -> str:
             return P.script(settings(nctx).user, P.peer_hosts(topo, nctx.node))
@@ -59,8 +56,7 @@ def register_remove(cli: click.Group) -> None:
     @click.option("--purge-user", is_flag=True, help="Also remove the service user (awx) and its data.")
     @click.option("--yes", "-y", is_flag=True, help="Remove without asking (required when not on a terminal).")
     @click.pass_context
-    def remove(ctx: click.Context, nodes: tuple[str, ...], file: Path, limit, forks, accept_new_host_keys,
-               known_hosts, ssh_config, ask_become_pass, verbose, output, purge_user: bool, yes: bool) -> None:
+    def remove(ctx: click.Context, nodes: tuple[str, ...], file: Path, run: corecli.RunOptions, output, purge_user: bool, yes: bool) -> None:
         """Take NODE(s) out of service cleanly: stop and disable receptor, remove its unit,
         configuration, certificates, work key, logs, virtualenv, registry files and the
         firewall rule meshctl opened. Shows what it will remove first."""
@@ -76,13 +72,11 @@ def register_remove(cli: click.Group) -> None:
         )
 
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
         names = ",".join(n for v in nodes for n in v.split(",") if n)
         targets = corecli._select(topo, names)
         options = {"remove": {"purge_user": purge_user}}
-        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
-                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0), options)
+        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options)
         preview = engine.run(targets, apply=False)
         bad = [r for r in preview if r.status in ("failed", "unreachable")]
         if output == "text":
@@ -124,8 +118,7 @@ def register_status(cli: click.Group) -> None:
                   help="Seconds to wait for one node: a slow node does not stall the report.")
     @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True)
     @click.pass_context
-    def status(ctx: click.Context, file: Path, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-               ask_become_pass, verbose, output, timeout: int, warn_days: int) -> None:
+    def status(ctx: click.Context, file: Path, run: corecli.RunOptions, output, timeout: int, warn_days: int) -> None:
         """Health of every node: SSH, receptor and since when, listener, certificate days
         left, receptor and ansible-runner versions (skew flagged), worker-info, and the
         mesh as receptor sees it. Exit 1 when any node is unhealthy."""
@@ -137,11 +130,9 @@ def register_status(cli: click.Group) -> None:
         from meshctl.plugins.base_node import status as S
 
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
-        nodes = corecli._select(topo, limit)
-        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
-                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0),
+        nodes = corecli._select(topo, run.limit)
+        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
                                  {"probe_timeout": timeout})
         # Bound the connection as well as the command (a node's own connect_timeout wins).
         engine.ssh.connect_timeout = float(min(timeout, 30))
@@ -193,8 +184,7 @@ def register_diagnose(cli: click.Group) -> None:
     @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Archive path [default: ./meshctl-diagnose-NODE-<time>.tar.gz].")
     @click.pass_context
-    def diagnose(ctx: click.Context, node_name: str, file: Path, limit, forks, accept_new_host_keys, known_hosts,
-                 ssh_config, ask_become_pass, verbose, out: Path | None) -> None:
+    def diagnose(ctx: click.Context, node_name: str, file: Path, run: corecli.RunOptions, out: Path | None) -> None:
         """Collect one tar.gz to debug NODE: receptor.conf, unit status, the last 500 lines of
         receptor.log and of the journal, certificate summaries (never keys), podman info as
         the service user, worker-info, and the work units' status and stdout under
@@ -206,11 +196,10 @@ def register_diagnose(cli: click.Group) -> None:
         from meshctl.plugins.base_node import settings
 
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
         (node,) = corecli._select(topo, node_name)
-        engine = corecli._engine(state, topo, 1, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
-                                 PlainReporter(verbose=state.verbose > 0), {"probe_timeout": 180})
+        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {"probe_timeout": 180},
+                                 forks=1)
         collected: dict[str, str] = {}
 
         def script(nctx: Any) -> str:

@@ -65,8 +65,7 @@ def register(cli: click.Group) -> None:
     @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True,
                   help="Warn when a certificate expires within this many days.")
     @click.pass_context
-    def status(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-               ask_become_pass, verbose, output, warn_days) -> None:
+    def status(ctx: click.Context, file, run: corecli.RunOptions, output, warn_days) -> None:
         """Read each node's certificate: names, NodeID, issuer, expiry, chain and key."""
         from meshctl.core import certs as C
         from meshctl.core import facts as F
@@ -74,11 +73,9 @@ def register(cli: click.Group) -> None:
         from meshctl.plugins.cert_backends import backend_for
 
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
-        nodes = corecli._select(topo, limit)
-        engine = corecli._engine(state, topo, forks, accept_new_host_keys, known_hosts, ssh_config,
-                                 ask_become_pass, PlainReporter(verbose=state.verbose > 0),
+        nodes = corecli._select(topo, run.limit)
+        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
                                  {"op_filter": _cert_ops_only})
         results = engine.run(nodes, apply=False, record=True)
         rows, bad = [], 0
@@ -128,39 +125,34 @@ def register(cli: click.Group) -> None:
     @click.option("--node", "node_opt", multiple=True, help="Only these nodes.")
     @click.option("--force", is_flag=True, help="Reissue even when not expiring.")
     @click.pass_context
-    def renew(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-              ask_become_pass, verbose, output, within, node_opt, force) -> None:
+    def renew(ctx: click.Context, file, run: corecli.RunOptions, output, within, node_opt, force) -> None:
         """Reissue certificates that need it and restart receptor (TLS files are read
         only at start-up), one node at a time so the mesh stays connected."""
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
-        nodes = _nodes(topo, node_opt) if node_opt else corecli._select(topo, limit)
+        nodes = _nodes(topo, node_opt) if node_opt else corecli._select(topo, run.limit)
         options: dict[str, Any] = {"op_filter": _cert_ops_only}
         if within is not None:
             options["cert_renew_within"] = within
         if force:
             options["cert_force"] = [n.name for n in nodes]
-        _apply(ctx, topo, nodes, options, output, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
-               title="certs renew")
+        _apply(ctx, topo, nodes, options, output, run, title="certs renew")
 
     @certs.command("rotate-ca")
     @corecli._file_option
     @corecli._run_options
     @click.option("--apply", "do_apply", is_flag=True, help="Carry the rotation out (without it: show the plan).")
     @click.pass_context
-    def rotate_ca(ctx: click.Context, file, limit, forks, accept_new_host_keys, known_hosts, ssh_config,
-                  ask_become_pass, verbose, do_apply) -> None:
+    def rotate_ca(ctx: click.Context, file, run: corecli.RunOptions, do_apply) -> None:
         """Replace the mesh CA without breaking the mesh: nodes trust old and new CA,
         every certificate is reissued by the new one, then the old CA is dropped."""
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import SelfSigned
 
         state = ctx.obj
-        state.verbose += verbose
         topo = corecli._load(state, file)
         nodes = corecli._select(topo, None)
-        if limit:
+        if run.limit:
             raise UsageError("rotate-ca works on the whole mesh: every node must trust the new CA")
         backends = {id(backend_for(state.plugins, topo, n)): backend_for(state.plugins, topo, n) for n in nodes}
         if len(backends) != 1 or not isinstance(next(iter(backends.values())), SelfSigned):
@@ -185,21 +177,20 @@ def register(cli: click.Group) -> None:
         if not do_apply:
             state.out.print("review, then run again with --apply")
             return
-        common = (accept_new_host_keys, known_hosts, ssh_config, ask_become_pass)
         if phase is None:
             backend.next(create=True)
             backend.set_rotation_phase("trust-both")
             phase = "trust-both"
         if phase == "trust-both":
-            _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", *common, title="1/3 trust both CAs",
+            _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", run, title="1/3 trust both CAs",
                    exit_on_failure=True)
             backend.set_rotation_phase("reissue")
             phase = "reissue"
         if phase == "reissue":
             _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only, "cert_force": [n.name for n in nodes]},
-                   "text", *common, title="2/3 reissue from the new CA", exit_on_failure=True)
+                   "text", run, title="2/3 reissue from the new CA", exit_on_failure=True)
             backend.promote_next()
-        _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", *common, title="3/3 drop the old CA",
+        _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", run, title="3/3 drop the old CA",
                exit_on_failure=True)
         state.out.print(f"rotation complete: mesh CA is now {backend.current()[1].subject.rfc4514_string()}")
 
@@ -244,14 +235,13 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: str, accept_new_host_keys: bool,
-           known_hosts: Any, ssh_config: Any, ask_become_pass: bool, title: str, exit_on_failure: bool = True) -> list:
+def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: str, run: corecli.RunOptions,
+           title: str, exit_on_failure: bool = True) -> list:
     from meshctl.core.output import PlainReporter, print_json, print_summary, summary_counts
 
     state = ctx.obj
     # One node at a time: a restarting node must never take the whole mesh down.
-    engine = corecli._engine(state, topo, 1, accept_new_host_keys, known_hosts, ssh_config, ask_become_pass,
-                             PlainReporter(verbose=state.verbose > 0), options)
+    engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options, forks=1)
     results = []
     for node in nodes:
         (res,) = engine.run([node], apply=True)
