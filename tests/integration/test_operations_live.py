@@ -250,3 +250,24 @@ def test_guarded_service_rolls_back_a_config_its_service_refuses(minilab):
     del pid
     minilab.exec("ops", "sh", "-c", "systemctl disable --now guardtest.service; rm -f /etc/guardtest.conf "
                  "/etc/systemd/system/guardtest.service; systemctl daemon-reload")
+
+
+def test_an_error_on_this_machine_while_planning_is_no_unreachable_host(minilab):
+    """Planning happens while the host's shell waits between the OS probe and the
+    facts: a plugin's OSError here (an unreadable local file) is a failure of the
+    run, not an SSH problem of the host."""
+    mod = types.ModuleType("localerror")
+
+    @hookimpl
+    def meshctl_node_operations(ctx):
+        raise PermissionError(13, "Permission denied", "/etc/meshctl/ca.key")
+
+    mod.meshctl_node_operations = meshctl_node_operations
+    plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[("localerror", mod)])
+    text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
+           f"    ssh: {{user: root, key: {minilab.key}}}\n"
+    topo = parse_topology(text, "mesh.yml", plugins)
+    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts))
+    (res,) = engine.run([topo.node("ops01")], apply=False)
+    assert res.status == "failed" and res.cause != "ssh", (res.status, res.cause, res.error)
+    assert "Permission denied" in res.error and "/etc/meshctl/ca.key" in res.error

@@ -271,20 +271,24 @@ class Session:
         self.round_trips += 2
         marker = "@@meshctl-next-" + secrets.token_hex(8)
         deadline = time.monotonic() + timeout
+
+        def send(script: str, until: bytes | None) -> tuple[bytes, bool]:
+            # A broken channel makes the host unreachable (an error in ``then`` does not).
+            try:
+                chan.sendall(script.encode())
+                if until is None:
+                    chan.shutdown_write()
+                return self._read(chan, deadline, timeout, until=until)
+            except (OSError, paramiko.SSHException) as exc:
+                raise UnreachableError(self.label, "ssh", f"{type(exc).__name__}: {exc}") from None
+
         try:
-            chan.sendall((prefix + first + f"\nprintf '\\n%s\\n' '{marker}'\n").encode())
-            raw, found = self._read(chan, deadline, timeout, until=marker.encode())
+            raw, found = send(prefix + first + f"\nprintf '\\n%s\\n' '{marker}'\n", marker.encode())
             head = raw.decode("utf-8", "replace")
             if not found:  # the shell ended early: sudo refused, or it never started
                 rc = self._finish(chan, become, head)
                 raise RemoteError(f"{self.label}: the remote shell exited (exit {rc}): {head.strip()[-500:]}")
-            second = then(head)
-            chan.sendall(second.encode())
-            chan.shutdown_write()
-            raw, _ = self._read(chan, deadline, timeout)
-        except (OSError, paramiko.SSHException) as exc:
-            chan.close()
-            raise UnreachableError(self.label, "ssh", f"{type(exc).__name__}: {exc}") from None
+            raw, _ = send(then(head), None)
         except BaseException:
             chan.close()
             raise
