@@ -250,6 +250,7 @@ class Engine:
         self.options = options or {}
         self.reporter = reporter or Reporter()
         self.debug = debug
+        self._blobs: dict[str, bytes | None] = {}  # host cache blobs read this run
 
     # -- pure part (tests use it with recorded facts) -------------------------
     def context(self, node: Node, release: OSRelease) -> NodeContext:
@@ -264,7 +265,7 @@ class Engine:
     # -- live part -------------------------------------------------------------
     def _host_cache(self, node: Node) -> HostCache | None:
         root = self.options.get("host_cache", cache_root())
-        return HostCache(Path(root), self.topology.mesh, node.name) if root else None
+        return HostCache(Path(root), self.topology.mesh, node.name, self._blobs) if root else None
 
     def probe(self, nodes: list[Node], script: Callable[[NodeContext], str],
               evaluate: Callable[[NodeContext, str], list[tuple[str, bool, str]]]) -> list[HostResult]:

@@ -52,7 +52,9 @@ class HostCache:
     """One host's entry: ``files`` maps a path to the digest of the content kept in
     ``blobs/``; ``memo`` maps a fact key to the digest it was derived at and its value."""
 
-    def __init__(self, root: Path, mesh: str, node: str):
+    def __init__(self, root: Path, mesh: str, node: str, blobs: dict[str, bytes | None] | None = None):
+        """``blobs``: verified blob contents to share between the hosts of one run
+        (the CA certificate is the same file on every node)."""
         self.blobs = root / "blobs"
         self.index_path = root / "hosts" / _safe(mesh) / f"{_safe(node)}.json"
         self.files: dict[str, str] = {}
@@ -63,7 +65,7 @@ class HostCache:
             self.memo = {str(k): v for k, v in data.get("memo", {}).items()
                          if isinstance(v, dict) and isinstance(v.get("value"), dict)}
         self._dirty = False
-        self._blobs: dict[str, bytes | None] = {}
+        self._blobs: dict[str, bytes | None] = blobs if blobs is not None else {}
 
     def known_files(self) -> dict[str, str]:
         """Paths whose last content is at hand (and intact), with its digest."""
