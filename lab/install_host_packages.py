@@ -10,10 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+# As labkit.hostprep.read_packages; standalone so it runs with any python3 (no labkit imports).
 PACKAGES = [
-    line.strip()
+    name
     for line in (Path(__file__).with_name("packages.txt")).read_text().splitlines()
-    if line.strip() and not line.startswith("#")
+    if (name := line.split("#", 1)[0].strip())
 ]
 
 
@@ -29,8 +30,8 @@ def missing() -> list[str]:
 
 def main() -> int:
     if not shutil.which("dpkg-query"):
-        print("lab: not a Debian machine; install podman, runc, debootstrap, uidmap, fuse-overlayfs, "
-              "slirp4netns, docker-registry, apache2-utils, openssh-client yourself", file=sys.stderr)
+        print(f"lab: not a Debian machine; install the equivalents of {' '.join(PACKAGES)} yourself",
+              file=sys.stderr)
         return 0
     todo = missing()
     if not todo:

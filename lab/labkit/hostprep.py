@@ -13,19 +13,55 @@ from pathlib import Path
 
 from labkit.errors import LabError
 
-# Tool -> Debian package that ships it.
+# Program -> Debian package that ships it: only what runs on this machine (docker-registry runs
+# inside a lab container). Checked as programs, since a package can be present while a program
+# the lab needs is not (apt --no-install-recommends leaves out iptables, which netavark calls).
 REQUIRED_TOOLS = {
     "podman": "podman",
     "runc": "runc",
+    "netavark": "netavark",
+    "aardvark-dns": "aardvark-dns",
+    "iptables": "iptables",
     "debootstrap": "debootstrap",
-    "ssh-keygen": "openssh-client",
+    "newuidmap": "uidmap",
+    "newgidmap": "uidmap",
+    "fuse-overlayfs": "fuse-overlayfs",
+    "slirp4netns": "slirp4netns",
+    "htpasswd": "apache2-utils",
     "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client",
+    "openssl": "openssl",
 }
-# Everything the lab notes install once per machine; named in the error so one command fixes all.
-APT_PACKAGES = (
-    "podman netavark aardvark-dns runc debootstrap uidmap fuse-overlayfs slirp4netns docker-registry apache2-utils "
-    "openssh-client"
-)
+# Searched after PATH: root's tools are in sbin, podman's helpers in its own directories.
+SEARCH_DIRS = ("/usr/sbin", "/sbin", "/usr/lib/podman", "/usr/libexec/podman")
+PACKAGES_TXT = Path(__file__).resolve().parents[1] / "packages.txt"
+
+
+def read_packages(path: Path = PACKAGES_TXT) -> list[str]:
+    """The Debian packages named in lab/packages.txt (one a line, # comments)."""
+    names = []
+    for line in path.read_text().splitlines():
+        name = line.split("#", 1)[0].strip()
+        if name:
+            names.append(name)
+    return names
+
+
+def find_program(name: str) -> str | None:
+    """Path of `name` on PATH or in SEARCH_DIRS, or None."""
+    dirs = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep) if d]
+    return shutil.which(name, path=os.pathsep.join([*dirs, *SEARCH_DIRS]))
+
+
+def check_programs() -> None:
+    """Raise a one-line LabError naming every missing program and the package that ships it."""
+    missing = [f"{tool} (package {pkg})" for tool, pkg in REQUIRED_TOOLS.items() if find_program(tool) is None]
+    if missing:
+        raise LabError(
+            f"missing programs for the lab: {', '.join(missing)}; install the lab's packages with: "
+            f"apt-get install -y --no-install-recommends {' '.join(read_packages())}"
+        )
+
 
 # Without it every `podman run` fails here: no CAP_SYS_RESOURCE for crun's setrlimit, and
 # crun refuses the hybrid cgroup layout.
@@ -55,12 +91,7 @@ def prepare_host(workdir: Path) -> dict[str, str]:
         raise LabError("the lab needs root (system podman, debootstrap); run it as root")
     if not Path("/etc/debian_version").exists():
         raise LabError("the lab is written for Debian 12 hosts (/etc/debian_version not found)")
-    missing = sorted({pkg for tool, pkg in REQUIRED_TOOLS.items() if shutil.which(tool) is None})
-    if missing:
-        raise LabError(
-            f"missing tools for the lab (packages: {' '.join(missing)}); install them with:\n"
-            f"  apt-get install -y {APT_PACKAGES}"
-        )
+    check_programs()
     workdir.mkdir(parents=True, exist_ok=True)
     conf = workdir / "containers.conf"
     conf.write_text(CONTAINERS_CONF)
