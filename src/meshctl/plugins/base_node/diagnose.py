@@ -32,8 +32,12 @@ def script(node_name: str, user: str, execution: bool) -> str:
          "-serial -ext subjectAltName,keyUsage,extendedKeyUsage 2>&1; done"),
         ("versions.txt", f"{R.BINARY} --version 2>&1; {R.RUNNER} --version 2>&1; cat /etc/os-release; uname -a"),
         ("listening.txt", "ss -ltnp 2>&1"),
-        ("mesh-status.json", f"if [ -S {R.SOCKET} ]; then timeout 15 runuser -u {u} -- {R.RECEPTORCTL} "
-                             f"--socket {R.SOCKET} status --json 2>&1; else echo 'no control socket'; fi"),
+        # stdout alone, so the file stays JSON: receptorctl 1.6.9 warns on stderr whenever
+        # its version differs from receptor's. Its stderr goes to a file of its own.
+        ("mesh-status.json", f"_e='no control socket'; if [ -S {R.SOCKET} ]; then {{ _e=$(timeout 15 runuser "
+                             f"-u {u} -- {R.RECEPTORCTL} --socket {R.SOCKET} status --json 2>&1 >&3 3>&-); "
+                             "} 3>&1; fi"),
+        ("mesh-status.stderr.txt", "printf '%s\\n' \"$_e\""),
     ]
     if execution:
         parts += [

@@ -13,6 +13,17 @@ from meshctl.core import receptor as R
 M = "@@meshctl-status"
 
 
+def mesh_status(user: str) -> str:
+    """``receptorctl status --json`` with its JSON on stdout and its stderr in a section
+    of its own: receptorctl 1.6.9 warns on stderr whenever receptor's version differs
+    from its own, which would break the JSON if merged. ``user`` is shell-quoted."""
+    # fd 3 carries stdout past the command substitution, which captures only stderr.
+    return (f"if [ -S {R.SOCKET} ]; then {{ _e=$(timeout 15 runuser -u {user} -- {R.RECEPTORCTL} "
+            f"--socket {R.SOCKET} status --json 2>&1 >&3 3>&- </dev/null); _rc=$?; }} 3>&1; "
+            f"printf '\\n%s mesh-stderr\\n%s\\n%s mesh-rc\\n%s\\n' '{M}' \"$_e\" '{M}' \"$_rc\"; "
+            "else echo nosocket; fi")
+
+
 def script(node_name: str, user: str, execution: bool, port: int | None) -> str:
     u = shlex.quote(user)
     worker = (f"timeout 30 runuser -u {u} -- {R.RUNNER} worker --worker-info 2>&1; echo \"rc=$?\""
@@ -25,7 +36,7 @@ printf '%s cert\\n' '{M}'; cat {shlex.quote(R.node_cert(node_name))} 2>/dev/null
 printf '%s receptor\\n' '{M}'; if [ -x {R.BINARY} ]; then {R.BINARY} --version 2>&1 | head -n 1; else echo absent; fi
 printf '%s runner\\n' '{M}'; if [ -x {R.RUNNER} ]; then {R.RUNNER} --version 2>&1 | head -n 1; else echo absent; fi
 printf '%s worker\\n' '{M}'; {worker}
-printf '%s mesh\\n' '{M}'; if [ -S {R.SOCKET} ]; then timeout 15 runuser -u {u} -- {R.RECEPTORCTL} --socket {R.SOCKET} status --json 2>&1; else echo nosocket; fi
+printf '%s mesh\\n' '{M}'; {mesh_status(u)}
 printf '%s end\\n' '{M}'
 """
 
@@ -102,15 +113,42 @@ def evaluate(sections: dict[str, str], *, node: Any, start: bool, warn_days: int
         checks.append(("worker-info", ok, detail))
     mesh = sections.get("mesh", "nosocket")
     if mesh != "nosocket":
-        try:
-            st = json.loads(mesh)
-            routes = sorted((st.get("RoutingTable") or {}).keys())
-            known = sorted(n.get("NodeID", "?") for n in (st.get("Advertisements") or []))
-            info["mesh"] = {"routes": routes, "known_nodes": known}
-            checks.append(("mesh", True, f"{len(known)} known nodes, routes to {len(routes)}"))
-        except ValueError:
-            checks.append(("mesh", False, f"receptorctl status failed: {mesh[-200:]}"))
+        ok, detail, mesh_info = mesh_check(mesh, sections.get("mesh-stderr", ""), sections.get("mesh-rc"))
+        if mesh_info is not None:
+            info["mesh"] = mesh_info
+        checks.append(("mesh", ok, detail))
     return checks, info
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+VERSION_WARNING = "receptorctl and receptor are different versions"
+
+
+def mesh_check(stdout: str, stderr: str, rc: str | None) -> tuple[bool, str, dict[str, Any] | None]:
+    """Judge ``receptorctl status --json`` from its stdout alone. A version warning
+    on stderr is shown, not failed on (receptorctl compares its own version with
+    receptor's, and release binaries report theirs with a leading "v")."""
+    err = [line.strip() for line in _ANSI.sub("", stderr).splitlines() if line.strip()]
+    warnings = [line for line in err if VERSION_WARNING in line]
+    try:
+        st = json.loads(stdout)
+    except ValueError:
+        st = None
+    if isinstance(st, dict):
+        routes = sorted((st.get("RoutingTable") or {}).keys())
+        known = sorted(str(n.get("NodeID", "?")) for n in (st.get("Advertisements") or []) if isinstance(n, dict))
+        detail = f"{len(known)} known nodes, routes to {len(routes)}"
+        if warnings:
+            detail += f" (receptorctl: {warnings[0]})"
+        return True, detail, {"routes": routes, "known_nodes": known, "warnings": err}
+    other = [line for line in err if VERSION_WARNING not in line] or err
+    # A Python traceback's first line says nothing; its last names the error.
+    why = (other[-1] if other[0].startswith("Traceback") else other[0]) if other else ""
+    if not why and rc and rc.strip() == "124":  # timeout(1)
+        why = "no answer within 15 s"
+    why = why or (stdout.strip().splitlines() or ["no output"])[-1]
+    code = f" (exit {rc.strip()})" if rc and rc.strip() not in ("", "0") else ""
+    return False, f"receptorctl status failed{code}: {why[:200]}", None
 
 
 def skew(rows: list[dict[str, Any]]) -> list[str]:
