@@ -208,31 +208,56 @@ def register(cli: click.Group) -> None:
             except (OSError, ValueError) as exc:
                 raise UsageError(f"{bundle}: {exc}") from None
             click.echo(awx_bundle_entry(b, bundle), nl=False)
+            for note in awx_bundle_notes(b, bundle):
+                click.echo(f"note: {note}", err=True)
 
 
 def awx_bundle_entry(b: Any, path: Path) -> str:
-    lines = [
-        f"  # From AWX install bundle {path.name} ({b.layout} layout).",
-        f"  - name: {b.node_id}",
-        f"    role: {b.role}",
-        f"    address: {b.host}",
-    ]
-    if b.listener_port and b.listener_port != 27199:
-        lines.append(f"    listener: {{port: {b.listener_port}}}")
+    """The mesh.yml node entry (indented for ``nodes:``). Every bundle value goes
+    through a YAML writer: a bundle is outside input, and a raw value could add keys."""
+    import yaml
+
+    raw_port = b.variables.get("receptor_port", b.variables.get("receptor_listener_port"))
+    if (b.listener_port is None and b.variables.get("receptor_listener", True) is not False
+            and raw_port not in (None, "None")):  # "None": old AWX's spelling of no listener
+        # AWX 24 accepts listener ports like -5 or 70000 and writes them into the bundle.
+        raise UsageError(f"{path.name}: receptor_port {raw_port!r} is not a port (1-65535); fix the "
+                         "instance's listener port in AWX and download the bundle again")
+    if b.listener_port is not None and b.listener_protocol not in ("tcp", "ws"):
+        raise UsageError(f"{path.name}: receptor_protocol {b.listener_protocol!r} is not supported "
+                         "(meshctl listeners are tcp or ws)")
+    node: dict[str, Any] = {"name": b.node_id, "role": b.role, "address": b.host}
+    # Port and protocol always spelled out: AWX dials exactly what the bundle says,
+    # whatever defaults.listener in mesh.yml holds.
+    node["listener"] = (False if b.listener_port is None
+                        else {"port": b.listener_port, "protocol": b.listener_protocol})
     if b.peers:
-        lines.append("    # The bundle peers to these addresses; add them as nodes (usually the control")
-        lines.append("    # node or a hop) and list their node names under peers:")
-        for address, protocol in b.peers:
-            lines.append(f"    #   {address} ({protocol})")
-        lines.append("    peers: []")
+        node["peers"] = []
     if b.user:
-        lines.append(f"    ssh: {{user: {b.user}}}")
-    lines += [
-        "    certificates:",
-        "      backend: awx-bundle",
-        f"      options: {{bundle: {os.path.abspath(path)}}}",
-    ]
-    return "\n".join(lines) + "\n"
+        node["ssh"] = {"user": b.user}
+    node["certificates"] = {"backend": "awx-bundle", "options": {"bundle": os.path.abspath(path)}}
+    body = yaml.safe_dump([node], sort_keys=False, default_flow_style=None, width=4096).splitlines()
+
+    out = [f"# From AWX install bundle {R.scalar(path.name)} ({b.layout} layout)."]
+    if b.mintls13:
+        out += ["# The bundle sets receptor_mintls13: true. meshctl sets it for the whole mesh:",
+                "# put `receptor: {mintls13: true}` at the top level of mesh.yml."]
+    for line in body:
+        if line.startswith("  peers:"):
+            out += ["  # The bundle peers to these addresses; add them as nodes (usually the control",
+                    "  # node or a hop) and list their node names under peers:"]
+            # JSON-quoted when odd, so a line break in a value cannot end the comment.
+            out += [f"  #   {R.scalar(address)} ({R.scalar(protocol)})" for address, protocol in b.peers]
+        out.append(line)
+    return "".join(f"  {line}\n" for line in out)
+
+
+def awx_bundle_notes(b: Any, path: Path) -> list[str]:
+    """What the entry cannot carry, for stderr (seen even when stdout goes to a file)."""
+    if b.mintls13:
+        return [f"{path.name}: receptor_mintls13 is true; in meshctl it is mesh-wide: "
+                "set receptor: {mintls13: true} in mesh.yml"]
+    return []
 
 
 def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: str, run: corecli.RunOptions,
