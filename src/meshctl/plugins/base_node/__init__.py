@@ -32,6 +32,8 @@ class ReceptorSection(StrictModel):
     install: Literal["release", "package", "local", "none"] = "release"
     binary: str | None = None  # install: local -- a receptor binary on this machine
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    # install: release -- where releases are mirrored (GitHub's layout: <url>/v<version>/<tarball>)
+    release_url: str | None = Field(default=None, pattern=r"^(https?|file)://[^\s]+$")
 
     @model_validator(mode="after")
     def _binary_for_local(self) -> ReceptorSection:
@@ -100,7 +102,7 @@ def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[An
     relabel = "cmd:restorecon"  # the OS plugin's SELinux relabel, where SELinux is on
     if s.install == "release":
         return [B.ReleaseBinary(version=s.version, arch=ctx.os_release.arch, sha256=s.sha256,
-                                notify=[svc, relabel])]
+                                base_url=s.release_url, notify=[svc, relabel])]
     if s.install == "local":
         from meshctl.plugins.cert_backends.settings import resolve_path
 
