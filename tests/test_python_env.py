@@ -104,8 +104,9 @@ def test_fresh_execution_node_creates_the_venv_and_installs_both_pins():
     (venv,) = commands(planned, "venv:/opt/meshctl/venv")
     assert "/usr/bin/python3 -m venv /opt/meshctl/venv" in venv
     (pip,) = commands(planned, "pip:/opt/meshctl/venv")
-    assert pip.startswith("PIP_ROOT_USER_ACTION=ignore /opt/meshctl/venv/bin/python -m pip --disable-pip-version-check install -q")
-    assert pip.endswith(" ansible-runner==2.4.3 receptorctl==1.6.9")
+    assert pip.startswith("(umask 022; PIP_ROOT_USER_ACTION=ignore /opt/meshctl/venv/bin/python -m pip "
+                          "--disable-pip-version-check install -q")
+    assert pip.endswith(" ansible-runner==2.4.3 receptorctl==1.6.9)")
     assert "--no-index" not in pip and "--index-url" not in pip
 
 
@@ -122,7 +123,7 @@ def test_version_drift_names_old_and_new():
     planned = plan(mesh(), "exec01", host_facts({"ansible-runner": "2.3.6", "receptorctl": "1.6.9"}))
     assert changes(planned) == {"pip:/opt/meshctl/venv": "install ansible-runner 2.4.3 (have 2.3.6)"}
     # Every pin goes to pip in one run, so the resolver sees the whole set.
-    assert commands(planned, "pip:/opt/meshctl/venv")[0].endswith("ansible-runner==2.4.3 receptorctl==1.6.9")
+    assert commands(planned, "pip:/opt/meshctl/venv")[0].endswith("ansible-runner==2.4.3 receptorctl==1.6.9)")
 
 
 def test_a_missing_package_and_other_pins_from_the_topology():
@@ -135,7 +136,7 @@ def test_a_missing_package_and_other_pins_from_the_topology():
     planned = plan(mesh(section), "exec01", host_facts({"ansible-runner": "2.4.0", "jmespath": "1.0.1"}))
     assert changes(planned) == {"pip:/opt/meshctl/venv": "install receptorctl 1.5.4, pywinrm 0.5.0"}
     assert commands(planned, "pip:/opt/meshctl/venv")[0].endswith(
-        "ansible-runner==2.4.0 receptorctl==1.5.4 pywinrm==0.5.0 jmespath")
+        "ansible-runner==2.4.0 receptorctl==1.5.4 pywinrm==0.5.0 jmespath)")
     planned = plan(mesh(section), "exec01", host_facts(
         {"Ansible_Runner": "2.4.0", "receptorctl": "1.5.4", "pywinrm": "0.5.0", "jmespath": "1.0.1"}))
     assert changes(planned) == {}
@@ -152,7 +153,7 @@ def test_hop_node_gets_receptorctl_only_and_loses_ansible_runner():
     planned = plan(mesh(), "hop01", host_facts(dict(PINS)))
     assert changes(planned) == {"pip:/opt/meshctl/venv": "remove ansible-runner 2.4.3"}
     (cmd,) = commands(planned, "pip:/opt/meshctl/venv")
-    assert cmd.endswith("-m pip --disable-pip-version-check uninstall -y -q ansible-runner")
+    assert cmd.endswith("-m pip --disable-pip-version-check uninstall -y -q ansible-runner)")
 
 
 def test_unmanaged_nodes_get_nothing():
@@ -191,7 +192,7 @@ def test_the_os_family_names_the_interpreter():
     assert changes(planned)["venv:/opt/meshctl/venv"] == (
         "recreate with /usr/bin/python3.11 (python 3.9.18, /usr/bin/python3.11 is 3.11.9)")
     assert commands(planned, "venv:/opt/meshctl/venv") == [
-        "rm -rf /opt/meshctl/venv; /usr/bin/python3.11 -m venv /opt/meshctl/venv "
+        "(umask 022; rm -rf /opt/meshctl/venv; /usr/bin/python3.11 -m venv /opt/meshctl/venv) "
         "|| { _rc=$?; rm -rf /opt/meshctl/venv; (exit $_rc); }"]
 
 
@@ -200,9 +201,77 @@ def test_private_index_url_travels_on_stdin_not_argv():
     planned = plan(mesh(f"python: {{index_url: '{url}'}}\n"), "exec01", host_facts(None))
     (change,) = [p for p in planned if p.op.id == "pip:/opt/meshctl/venv"]
     (cmd,) = change.commands
-    assert "s3cret" not in cmd.line and cmd.line.startswith('PIP_INDEX_URL="$(cat)" ')
+    assert "s3cret" not in cmd.line and cmd.line.startswith('(umask 022; PIP_INDEX_URL="$(cat)" ')
     assert cmd.stdin == url + "\n"
     assert change.secret and "s3cret" not in change.summary
+
+
+def test_venv_and_pip_commands_set_umask_022_first():
+    """Under root's umask 077 (CIS) the venv would be root-only and awx could not run
+    ansible-runner. Every command that makes files in the venv sets 022 first, in a
+    subshell that ends after the venv or pip call."""
+    fresh = plan(mesh(), "exec01", host_facts(None))
+    (venv,) = commands(fresh, "venv:/opt/meshctl/venv")
+    assert venv.startswith("(umask 022; rm -rf /opt/meshctl/venv; ")
+    assert " -m venv /opt/meshctl/venv) || { " in venv  # the failure cleanup follows the subshell
+    wanted = P.requirements(P.PythonSection(), True)
+    pips = [*commands(fresh, "pip:/opt/meshctl/venv"),
+            P.PipPackages(wanted=wanted, wheel_dir=P.WHEEL_DIR).install_cmd().line,
+            P.PipPackages(wanted=wanted, index_url="https://pypi.internal.example/simple/").install_cmd().line,
+            # uninstall too: pip writes there (RECORD, caches)
+            *commands(plan(mesh(), "hop01", host_facts(dict(PINS))), "pip:/opt/meshctl/venv")]
+    for line in pips:
+        assert line.startswith("(umask 022; ") and line.endswith(")") and line.count(" -m pip ") == 1, line
+
+
+def _probe_wheel(directory: Path) -> Path:
+    """A minimal pure-Python wheel with a console script (like ansible-runner's)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {
+        "umask_probe/__init__.py": "def main():\n    print('probe ok')\n",
+        "umask_probe-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: umask-probe\nVersion: 1.0\n",
+        "umask_probe-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                           "Tag: py3-none-any\n",
+        "umask_probe-1.0.dist-info/entry_points.txt": "[console_scripts]\numask-probe = umask_probe:main\n",
+    }
+    record = []
+    for name, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{name},sha256={digest},{len(text.encode())}")
+    files["umask_probe-1.0.dist-info/RECORD"] = "\n".join([*record, "umask_probe-1.0.dist-info/RECORD,,"]) + "\n"
+    path = directory / "umask_probe-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return path
+
+
+def test_commands_under_root_umask_077_leave_a_venv_everyone_can_run(tmp_path):
+    """The planned venv and pip commands, run by sh with umask 077 (a CIS host's root
+    shell) in a scratch directory instead of /opt/meshctl: every file is readable and
+    every directory and script usable by others, and the shell's own umask is kept."""
+    venv = tmp_path / "venv"
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    _probe_wheel(wheels)
+    create = P.Virtualenv(interpreter=sys.executable).command().line
+    install = P.PipPackages(wanted=[P.Requirement("umask-probe", "1.0", "umask-probe==1.0")],
+                            wheel_dir=str(wheels)).install_cmd().line
+    script = "\n".join(["umask 077", create, install, "umask"]).replace(P.VENV, str(venv))
+    assert P.VENV not in script
+    r = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == "0077"  # the subshells did not change it
+    private = [str(p) for p in [venv, *venv.rglob("*")] if not p.is_symlink()
+               and (p.stat().st_mode & 0o004 == 0 or (p.is_dir() and p.stat().st_mode & 0o001 == 0))]
+    assert private == []
+    for tool in ("python", "pip", "umask-probe"):
+        assert (venv / "bin" / tool).stat().st_mode & 0o001, tool
+    assert subprocess.run([str(venv / "bin" / "umask-probe")], capture_output=True, text=True,
+                          timeout=60).stdout == "probe ok\n"
 
 
 def test_short_pins_compare_equal_to_installed_versions():

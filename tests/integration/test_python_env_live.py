@@ -28,7 +28,9 @@ def helper_plugin() -> types.ModuleType:
     """python3-venv is not in the lab image; in the product the OS plugin installs it."""
     mod = types.ModuleType("venvprereq")
 
-    @hookimpl
+    # trylast: hook results are listed in reverse call order, so the package comes
+    # before the venv (as the OS plugin's does) even on a host no other test set up.
+    @hookimpl(trylast=True)
     def meshctl_node_operations(ctx):
         return [Packages(id=HELPER_OP, names=["python3-venv"])]
 
@@ -56,7 +58,7 @@ nodes:
   - name: ops01
     role: {role}
     address: {minilab.ip('ops')}
-    listener: false
+    listener: {{port: 27199}}  # a node needs a listener or peers; receptor is not set up here
 python:
   wheelhouse: {wheelhouse}
 """
@@ -159,3 +161,41 @@ def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
     print(f"\npython_env timings: wheelhouse {t_wheels:.1f}s, first provision {t_install:.1f}s "
           f"(apt python3-venv, {len(wheels)} uploads, venv, pip), no-op re-run {t_noop:.2f}s, "
           f"venv rebuild + offline install {t_rebuild:.1f}s")
+
+
+@pytest.fixture
+def root_umask_077(minilab):
+    """SSH sessions on ops start with umask 077, as on a CIS-hardened host (pam_umask)."""
+    line = "session optional pam_umask.so umask=0077"
+    minilab.exec("ops", "sh", "-c", f"echo '{line}' >> /etc/pam.d/sshd")
+    yield
+    minilab.exec("ops", "sed", "-i", f"\\|^{line}$|d", "/etc/pam.d/sshd")
+
+
+def test_venv_usable_by_others_when_root_umask_is_077(minilab, clean_ops_host, root_umask_077):
+    from labkit.image import cache_dir
+    from wheels import ensure_wheelhouse
+
+    pins = P.PythonSection()
+    wh = ensure_wheelhouse(cache_dir() / "wheels", "3.11", pins.ansible_runner, pins.receptorctl)
+    engine, node = engine_for(minilab, wh)
+    seen: dict[str, str] = {}
+
+    def evaluate(ctx, out):
+        seen["umask"] = out.strip()
+        return [("umask", True, seen["umask"])]
+
+    engine.probe([node], lambda ctx: "umask\n", evaluate)
+    assert seen["umask"] == "0077"  # meshctl's own sessions run under it
+
+    (first,) = engine.run([node], apply=True)
+    assert first.status == "changed", (first.error, summaries(first))
+    # Nothing in the venv is private to root: no file others cannot read, no
+    # directory others cannot enter.
+    private = minilab.exec("ops", "find", P.VENV, "(", "-type", "f", "!", "-perm", "-o=r", ")", "-o",
+                           "(", "-type", "d", "!", "-perm", "-o=rx", ")", "-print").stdout
+    assert private == ""
+    # What awx needs: another user runs the tools.
+    assert minilab.exec("ops", "runuser", "-u", "nobody", "--", RUNNER, "--version").stdout.strip() == \
+        pins.ansible_runner
+    assert "Usage: receptorctl" in minilab.exec("ops", "runuser", "-u", "nobody", "--", RECEPTORCTL, "--help").stdout

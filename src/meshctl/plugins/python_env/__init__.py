@@ -234,6 +234,9 @@ def listing_fact(directory: str) -> F.Fact:
 # Operations
 
 VENV_OP_ID = f"venv:{VENV}"
+# The venv and what pip puts in it must be readable and runnable by awx: root's umask
+# may be 077 or 027 (CIS). In a subshell, so the rest of the apply script keeps its own.
+UMASK = "umask 022;"
 
 
 @dataclass
@@ -255,7 +258,7 @@ class Virtualenv(Operation):
         v, i = shlex.quote(VENV), shlex.quote(self.interpreter)
         # A failed `-m venv` (Debian without python3-venv) leaves a venv without pip:
         # remove it so the next run starts clean rather than from a half-made venv.
-        return Cmd(f"rm -rf {v}; {i} -m venv {v} || {{ _rc=$?; rm -rf {v}; (exit $_rc); }}")
+        return Cmd(f"({UMASK} rm -rf {v}; {i} -m venv {v}) || {{ _rc=$?; rm -rf {v}; (exit $_rc); }}")
 
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
         f = facts[venv_fact(self.interpreter).key]
@@ -273,10 +276,10 @@ class Virtualenv(Operation):
         return Change(self, f"recreate with {self.interpreter} ({why})", [self.command()])
 
 
-def _pip(args: str) -> str:
+def _pip(args: str, env: str = "") -> str:
     # PIP_ROOT_USER_ACTION: silence the root warning; as an env var because pip < 22.1
     # (Ubuntu 22.04's venv) rejects the option.
-    return f"PIP_ROOT_USER_ACTION=ignore {VENV_PYTHON} -m pip --disable-pip-version-check {args}"
+    return f"({UMASK} {env}PIP_ROOT_USER_ACTION=ignore {VENV_PYTHON} -m pip --disable-pip-version-check {args})"
 
 
 @dataclass
@@ -307,7 +310,7 @@ class PipPackages(Operation):
         args = f"install -q --timeout 60 --retries 3 {specs}"
         if self.index_url:
             # Through stdin, not argv: a token in the URL must not show in `ps`.
-            return Cmd(f'PIP_INDEX_URL="$(cat)" {_pip(args)}', stdin=self.index_url + "\n")
+            return Cmd(_pip(args, env='PIP_INDEX_URL="$(cat)" '), stdin=self.index_url + "\n")
         return Cmd(_pip(args))
 
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
