@@ -57,7 +57,7 @@ def test_drifted_config_is_the_only_change(engine):
     facts["file:/etc/receptor/receptor.conf"]["sha256"] = "0" * 64
     facts["file:/etc/receptor/tls"]["mode"] = "700"
     changed = [(str(p.op), p.summary) for p in eng.plan_from_facts(node, release, facts) if isinstance(p, Change)]
-    assert changed == [("/etc/receptor/tls/", "mode 0700 -> 0750"), ("/etc/receptor/receptor.conf", "update content")]
+    assert changed == [("/etc/receptor/tls/", "mode 0700 -> 0750"), ("/etc/receptor/receptor.conf", "update content (reload: only peers or listeners changed)")]
 
 
 def test_unsupported_os_names_it_and_the_plugins(engine):

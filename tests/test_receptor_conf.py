@@ -44,7 +44,8 @@ def test_execution_node_matches_reference_structure(plugins):
     data, op = conf_of(plugins, "exec01.example.com")
     node = "exec01.example.com"
     assert data == [
-        {"node": {"id": node}},
+        {"node": {"id": node, "datadir": "/var/lib/receptor"}},
+        {"work-verification": {"publickey": "/etc/receptor/work_public_key.pem"}},
         {"log-level": "info"},
         {"control-service": {"service": "control", "filename": "/var/run/receptor/receptor.sock",
                              "permissions": 0o660, "tls": "tls_server"}},
@@ -54,7 +55,7 @@ def test_execution_node_matches_reference_structure(plugins):
                         "rootcas": f"{TLS}/ca/mesh-CA.crt", "insecureskipverify": False, "mintls13": False}},
         {"tcp-peer": {"address": "hop01.example.com:27199", "redial": True, "tls": "tls_client"}},
         {"work-command": {"worktype": "ansible-runner", "command": "/opt/meshctl/venv/bin/ansible-runner",
-                          "params": "worker", "allowruntimeparams": True, "verifysignature": False}},
+                          "params": "worker", "allowruntimeparams": True, "verifysignature": True}},
     ]
     assert (op.owner, op.group, op.mode) == ("awx", "awx", "0644")
     assert "    permissions: 0660\n" in op.content

@@ -35,9 +35,11 @@ nodes:
   - name: e1
     role: execution
     address: e1.example.com
+    peers: [h1]
   - name: h1
     role: hop
     address: h1.example.com
+    listener: {{port: 27199}}
 """
 
 

@@ -17,6 +17,7 @@ nodes:
   - name: n1
     role: execution
     address: 127.0.0.1
+    listener: {{port: 27199}}
     ssh: {{user: root, port: {port}, connect_timeout: {timeout}}}
 """
     topo = parse_topology(text, "mesh.yml", plugins)

@@ -81,6 +81,7 @@ nodes:
     address: {minilab.ip('ops')}
     ssh: {{user: root, key: {minilab.key}}}
     certificates: {{backend: awx-bundle, options: {{bundle: {bundle}}}}}
+    listener: {{port: 27199}}
 """)
     r = minilab.meshctl("provision", "-f", str(mesh), "--known-hosts", str(minilab.known_hosts), check_rc=2)
     assert "mesh.yml:7:" in r.stderr and "is the bundle of node 'someone-else', not 'ops01'" in r.stderr

@@ -64,6 +64,7 @@ nodes:
   - name: ops01
     role: execution
     address: {minilab.ip('ops')}
+    listener: {{port: 27199}}
 """
     topo = parse_topology(text, "mesh.yml", plugins)
     # Only this test plugin's operations: the OS plugins' packages are not under test here.
@@ -132,6 +133,7 @@ def test_a_failing_step_stops_the_host_and_leaves_no_half_written_file(minilab):
     mod.meshctl_node_operations = meshctl_node_operations
     plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[("failplugin", mod)])
     text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
+           "    listener: {port: 27199}\n" \
            f"    ssh: {{user: root, key: {minilab.key}}}\n"
     topo = parse_topology(text, "mesh.yml", plugins)
     own = {"dir:/srv/failtest", "file:/srv/failtest/a", "file:/srv/failtest/b", "file:/srv/failtest/c"}
@@ -168,6 +170,7 @@ def _engine_with(minilab, name: str, ops_factory):
     mod.meshctl_node_operations = meshctl_node_operations
     plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[(name, mod)])
     text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
+           "    listener: {port: 27199}\n" \
            f"    ssh: {{user: root, key: {minilab.key}}}\n"
     topo = parse_topology(text, "mesh.yml", plugins)
     ids = {op.id for op in ops_factory()}
@@ -265,6 +268,7 @@ def test_an_error_on_this_machine_while_planning_is_no_unreachable_host(minilab)
     mod.meshctl_node_operations = meshctl_node_operations
     plugins = create_plugin_manager(autoload=False, block={"base_node", "cert_backends"}, extra=[("localerror", mod)])
     text = f"mesh: ops\nnodes:\n  - name: ops01\n    role: execution\n    address: {minilab.ip('ops')}\n" \
+           "    listener: {port: 27199}\n" \
            f"    ssh: {{user: root, key: {minilab.key}}}\n"
     topo = parse_topology(text, "mesh.yml", plugins)
     engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts))

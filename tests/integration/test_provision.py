@@ -85,7 +85,8 @@ def test_files_users_and_unit_on_the_hosts(minilab, mesh, provisioned):
         assert stat[:4] == ["awx:awx 644", "awx:awx 750", "awx:awx 750", "awx:awx 755"]
         conf = yaml.safe_load(minilab.exec(short, "cat", R.CONF_FILE).stdout)
         sections = {next(iter(s)): s[next(iter(s))] for s in conf}
-        assert sections["node"] == {"id": node}
+        assert sections["node"] == {"id": node, "datadir": R.DATA_DIR}
+        assert minilab.exec(short, "stat", "-c", "%U:%G %a", R.DATA_DIR).stdout.strip() == "awx:awx 700"
         n = topo.node(node)
         peers = [s["tcp-peer"]["address"] for s in conf if "tcp-peer" in s]
         assert peers == [f"{topo.node(p).address}:27199" for p in n.peers]
@@ -94,6 +95,10 @@ def test_files_users_and_unit_on_the_hosts(minilab, mesh, provisioned):
         unit = minilab.exec(short, "systemctl", "cat", "receptor.service").stdout
         assert "ExecStart=/usr/bin/receptor --config /etc/receptor/receptor.conf" in unit
         assert "User=awx" in unit
+        # Loaded by systemd as written: jobs outlive a restart, and HUP restarts receptor.
+        shown = minilab.exec(short, "systemctl", "show", "-p", "KillMode", "-p", "RestartForceExitStatus",
+                             "receptor.service").stdout
+        assert "KillMode=process" in shown and "RestartForceExitStatus=1" in shown.replace("SIGHUP", "1"), shown
         tmpfiles = minilab.exec(short, "cat", "/etc/tmpfiles.d/receptor.conf").stdout
         assert "D /var/run/receptor 0750 awx awx -" in tmpfiles
         # No temporary file of an atomic write is left behind.

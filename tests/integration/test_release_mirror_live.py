@@ -84,7 +84,7 @@ nodes:
   - name: ops01
     role: execution
     address: {minilab.ip('ops')}
-    listener: false
+    listener: {{port: 27199}}
 """
     topo = parse_topology(text, str(minilab.workdir / "mesh-mirror.yml"), plugins)
     # Only the binary: the rest of a node is provisioned in test_provision.

@@ -156,8 +156,9 @@ def plan_operations(ops: list[Operation], facts: dict[str, Any], manager: str) -
             changed.add(op.id)
             for target in op.notify:
                 changed.update((target, target + "#restart"))
+            how = "#restart" if result.escalate else "#reload"
             for target in op.reload:
-                changed.update((target, target + "#reload"))
+                changed.update((target, target + how))
     return out
 
 

@@ -33,7 +33,7 @@ class Change:
     zero-argument callables: they are built only when needed (apply, display), which
     keeps planning thousands of nodes cheap."""
 
-    __slots__ = ("op", "summary", "_commands", "_diff", "exchange", "uploads")
+    __slots__ = ("op", "summary", "_commands", "_diff", "exchange", "uploads", "escalate")
 
     def __init__(self, op: Operation, summary: str, commands: list[Cmd] | Callable[[], list[Cmd]],
                  diff: str | None | Callable[[], str | None] = None,
@@ -50,6 +50,9 @@ class Change:
         #: (local path, staged name): copied by SFTP into a private staging directory
         #: before the apply script runs; commands find them under "$_stage/<name>".
         self.uploads = uploads or []
+        #: Set by an operation whose change turned out to need more than a reload:
+        #: its ``reload`` targets are restarted instead.
+        self.escalate = False
 
     @property
     def commands(self) -> list[Cmd]:

@@ -18,6 +18,10 @@ RUN_DIR = "/var/run/receptor"
 SOCKET = f"{RUN_DIR}/receptor.sock"
 LOG_DIR = "/var/log/receptor"
 LOG_FILE = f"{LOG_DIR}/receptor.log"
+LOGROTATE_FILE = "/etc/logrotate.d/receptor"
+# Work units live here (receptor's default /tmp/receptor is lost on a tmpfs /tmp,
+# aged out by systemd-tmpfiles, and can be pre-created by any local user).
+DATA_DIR = "/var/lib/receptor"
 BINARY = "/usr/bin/receptor"
 UNIT_NAME = "receptor.service"
 UNIT_FILE = f"/usr/lib/systemd/system/{UNIT_NAME}"
@@ -57,7 +61,10 @@ class Octal(int):
 
 
 _PLAIN = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./:@\[\]-]*$")
-_RESERVED = re.compile(r"^(?:y|n|yes|no|true|false|on|off|null|~|[-+]?[0-9][0-9_.:eE+-]*|\.inf|\.nan)$", re.I)
+# receptor reads YAML with yaml.v2, which resolves any plain scalar that Go's
+# ParseInt(s, 0, 64) or ParseFloat accepts (0x1f, 0b101, 0o17, 1_000, 1e3) and
+# YAML 1.1 booleans: quote everything starting with a digit or a sign.
+_RESERVED = re.compile(r"^(?:y|n|yes|no|true|false|on|off|null|~|[-+.]?[0-9].*|\.inf|\.nan)$", re.I | re.S)
 
 
 def scalar(value: Any) -> str:
@@ -89,13 +96,47 @@ _TEMPLATE = _ENV.get_template("receptor.conf.j2")
 
 
 def finalize_sections(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Cross-plugin consistency: when some plugin configures work verification,
-    every work-command verifies signatures (one without the other is pointless)."""
-    if any("work-verification" in s for s in sections):
-        for s in sections:
-            if "work-command" in s:
-                s["work-command"] = {**s["work-command"], "verifysignature": True}
+    """Cross-plugin consistency: work-commands verify signatures exactly when some
+    plugin configures work verification (receptor refuses to start with
+    verifysignature and no key)."""
+    verify = any("work-verification" in s for s in sections)
+    for s in sections:
+        if "work-command" in s:
+            s["work-command"] = {**s["work-command"], "verifysignature": verify}
     return sections
+
+
+# What `receptorctl reload` applies (receptor pkg/controlsvc/reload.go); a change to
+# any other section makes it answer "restart needed" (exit 3).
+RELOADABLE = frozenset({"tcp-peer", "ws-peer", "udp-peer", "tcp-listener", "ws-listener", "udp-listener",
+                        "local-only"})
+
+
+def restart_needed(old: str | None, new: str) -> bool:
+    """Whether going from config ``old`` to ``new`` needs a restart rather than a
+    reload: true when any non-backend section differs, or ``old`` is unreadable."""
+    if old is None:
+        return True
+    import yaml
+
+    try:
+        before, after = yaml.safe_load(old), yaml.safe_load(new)
+    except yaml.YAMLError:
+        return True
+    if not isinstance(before, list) or not isinstance(after, list):
+        return True
+
+    def fixed(items: list[Any]) -> list[str] | None:
+        out = []
+        for item in items:
+            if not isinstance(item, dict) or len(item) != 1:
+                return None
+            if next(iter(item)) not in RELOADABLE:
+                out.append(json.dumps(item, sort_keys=True, default=str))
+        return sorted(out)
+
+    a, b = fixed(before), fixed(after)
+    return a is None or a != b
 
 
 def order_sections(sections: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -115,6 +156,13 @@ def render_config(mesh: str, sections: list[dict[str, Any]]) -> str:
     return _TEMPLATE.render(mesh=mesh, sections=rows)
 
 
+def reload_command() -> str:
+    """receptorctl reload; its exit 3 means "restart needed", which is done then
+    rather than counted as a failure (that would roll the new files back)."""
+    return (f"{RECEPTORCTL} --socket {SOCKET} reload; _rc=$?; "
+            f"if [ $_rc -eq 3 ]; then systemctl restart {UNIT_NAME}; elif [ $_rc -ne 0 ]; then (exit $_rc); fi")
+
+
 UNIT_TEMPLATE = """\
 # Managed by meshctl.
 [Unit]
@@ -130,9 +178,29 @@ ExecStart={binary} --config {config}
 StandardOutput=append:{log}
 StandardError=append:{log}
 Restart=on-failure
+# receptor does not handle SIGHUP: Go exits, and systemd counts that as clean.
+RestartForceExitStatus=SIGHUP
 RestartSec=5
+# Stop only receptor itself: its work units (ansible-runner, podman) keep running
+# and receptor re-attaches to them when it starts again.
+KillMode=process
 LimitNOFILE=8192
-
+{extra}
 [Install]
 WantedBy=multi-user.target
+"""
+
+# receptor keeps its log open (systemd's append:), so rotate by copy and truncate.
+LOGROTATE_TEMPLATE = """\
+# Managed by meshctl.
+{log} {{
+    weekly
+    maxsize 100M
+    rotate 8
+    compress
+    delaycompress
+    missingok
+    notifempty
+    copytruncate
+}}
 """

@@ -56,6 +56,8 @@ class Listener(StrictModel):
     port: Port | None = None
     protocol: Literal["tcp", "ws"] | None = None
     bindaddr: str | None = None
+    #: ws only: the HTTP path the websocket listener serves (AWX's websocket_path)
+    path: str | None = Field(default=None, pattern=r"^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$")
 
 
 def _listener_before(value: Any) -> Any:
@@ -410,6 +412,35 @@ def valid_address(value: str) -> bool:
     return all(_LABEL_RE.match(label) for label in labels)
 
 
+def _listener_path(loc: yamlpos.Located, node: Node) -> tuple:
+    if "listener" in loc.data["nodes"][node.index]:
+        return ("nodes", node.index, "listener")
+    if "listener" in (loc.data.get("defaults") or {}):
+        return ("defaults", "listener")
+    return ("nodes", node.index, "name")
+
+
+def _bindaddr_problem(value: str | None) -> str | None:
+    """receptor joins bindaddr and port as "%s:%d": an IPv6 address needs brackets."""
+    if value is None:
+        return None
+    inner = value[1:-1] if value.startswith("[") and value.endswith("]") else None
+    if inner is not None:
+        try:
+            if isinstance(ipaddress.ip_address(inner), ipaddress.IPv6Address):
+                return None
+        except ValueError:
+            pass
+        return f"{value!r} is not a bracketed IPv6 address"
+    try:
+        addr = ipaddress.ip_address(value)
+    except ValueError:
+        return None if valid_address(value) else f"{value!r} is not an IP address or hostname"
+    if isinstance(addr, ipaddress.IPv6Address):
+        return f"{value!r} is a bare IPv6 address: write it as '[{value}]'"
+    return None
+
+
 def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = frozenset()) -> list[Diagnostic]:
     """The core's cross-field rules. Returns diagnostics (errors and warnings)."""
     loc = topo.located
@@ -428,6 +459,9 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
         if not _NODE_ID_RE.match(node.name):
             err(base + ("name",), f"node name {node.name!r} is not a valid receptor node id "
                 "(letters, digits, '.', '_', '@', '-'; no spaces; at most 64 characters)")
+        elif node.name.lower() == "localhost":
+            err(base + ("name",), f"node name {node.name!r} is reserved by receptor: give the node its own name "
+                "(and set 'address' to reach it)")
         if node.name in by_name:
             first = by_name[node.name]
             line, _ = loc.position(("nodes", first.index, "name"))
@@ -459,11 +493,18 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
         if role is not None and not role.runs_work and node.instance_groups:
             err(base + ("instance_groups",), f"a {node.role} node runs no work: it cannot be in instance groups", key=True)
 
-    # Listeners: unique address:port.
+    # Listeners: what receptor can bind, and unique address:port.
     seen_listen: dict[tuple[str, int], Node] = {}
     for node in topo.nodes:
         if node.listener is None:
             continue
+        lpath = _listener_path(loc, node)
+        problem = _bindaddr_problem(node.listener.bindaddr)
+        if problem:
+            err(lpath, f"{node.name}: listener bindaddr {problem}")
+        if node.listener.path and node.listener.protocol != "ws":
+            err(lpath, f"{node.name}: listener path is for protocol ws only")
+
         key = (node.address.lower(), node.listener.port or DEFAULT_LISTENER_PORT)
         if key in seen_listen:
             other = seen_listen[key]
@@ -503,6 +544,13 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
             j = nb.peers.index(a)
             err(("nodes", nb.index, "peers", j),
                 f"{b!r} and {a!r} peer to each other: a connection goes one way only, remove one of them")
+
+    # receptor exits at start ("Nothing to do - no backends are running") when a
+    # node neither listens nor dials.
+    for node in topo.nodes:
+        if node.managed and node.listener is None and not node.peers:
+            err(("nodes", node.index, "name"), f"node {node.name!r} has neither a listener nor peers: "
+                "receptor would exit at start with nothing to do (add peers, or a listener)")
 
     # ssh.via: exists, and chains have no cycle.
     for node in topo.nodes:

@@ -11,9 +11,20 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from meshctl.core import facts as F
 from meshctl.core import receptor as R
 from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import Directory, File, Group, GuardedService, Packages, Upload, User
+from meshctl.core.ops import (
+    Change,
+    Directory,
+    File,
+    Group,
+    GuardedService,
+    Packages,
+    PlanResult,
+    Upload,
+    User,
+)
 from meshctl.core.receptor import Octal
 from meshctl.core.topology import StrictModel
 from meshctl.core.types import Check, CheckResult, NodeContext, Role, TopologySection
@@ -25,6 +36,8 @@ class ReceptorSection(StrictModel):
     user: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     group: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     home: str = Field(default="/home/awx", pattern=r"^/")
+    # receptor's work units (node.datadir); not under /tmp, see receptor.DATA_DIR
+    datadir: str = Field(default=R.DATA_DIR, pattern=r"^/[A-Za-z0-9._/-]*$")
     log_level: str = Field(default="info", pattern=r"^(error|warning|info|debug)$")
     start: bool = True
     mintls13: bool = False
@@ -65,7 +78,7 @@ def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
     node, topo, s = ctx.node, ctx.topology, settings(ctx)
     cert, key = R.node_cert(node.name), R.node_key(node.name)
     sections: list[dict[str, Any]] = [
-        {"node": {"id": node.name}},
+        {"node": {"id": node.name, "datadir": s.datadir}},
         {"log-level": s.log_level},
         {"control-service": {"service": "control", "filename": R.SOCKET,
                              "permissions": Octal(0o660), "tls": "tls_server"}},
@@ -79,21 +92,51 @@ def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
         listener: dict[str, Any] = {"port": node.listener.port, "tls": "tls_server"}
         if node.listener.bindaddr:
             listener["bindaddr"] = node.listener.bindaddr
+        if kind == "ws-listener" and node.listener.path:
+            listener["path"] = node.listener.path
         sections.append({kind: listener})
+    sections += peer_sections(topo, node, "tls_client")
+    return sections
+
+
+def peer_sections(topo: Any, node: Any, tls: str) -> list[dict[str, Any]]:
+    """tcp-peer / ws-peer sections dialing ``node``'s peers with TLS client ``tls``."""
+    out: list[dict[str, Any]] = []
     for peer_name in node.peers:
         peer = topo.node(peer_name)
         assert peer.listener is not None  # validation guarantees it
-        if peer.listener.protocol == "ws":
-            sections.append({"ws-peer": {"address": f"ws://{_hostport(peer.address, peer.listener.port)}",
-                                         "redial": True, "tls": "tls_client"}})
-        else:
-            sections.append({"tcp-peer": {"address": _hostport(peer.address, peer.listener.port),
-                                          "redial": True, "tls": "tls_client"}})
-    return sections
+        out.append(peer_section(peer, tls))
+    return out
+
+
+def peer_section(peer: Any, tls: str) -> dict[str, Any]:
+    hostport = _hostport(peer.address, peer.listener.port)
+    if peer.listener.protocol == "ws":
+        # gorilla/websocket does TLS only for wss://; ws:// would speak plain HTTP
+        # to a TLS listener (AWX renders wss:// for every ws address).
+        return {"ws-peer": {"address": f"wss://{hostport}{peer.listener.path or ''}", "redial": True, "tls": tls}}
+    return {"tcp-peer": {"address": hostport, "redial": True, "tls": tls}}
 
 
 def _hostport(host: str, port: int | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class ReceptorConfigFile(File):
+    """receptor.conf: reloaded when only peers or listeners changed (all that
+    `receptorctl reload` applies), restarted otherwise."""
+
+    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
+        result = super().plan(facts, changed, manager)
+        if isinstance(result, Change) and result.summary == "update content":
+            old = F.decode_content(facts[f"file:{self.path}"])
+            text = old.decode("utf-8", "replace") if old is not None else None
+            if R.restart_needed(text, self.data.decode()):
+                result.escalate = True
+                result.summary = "update content (restart: more than peers or listeners changed)"
+            else:
+                result.summary = "update content (reload: only peers or listeners changed)"
+        return result
 
 
 def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[Any]:
@@ -134,7 +177,12 @@ def meshctl_node_operations(ctx: NodeContext):
     s = settings(ctx)
     u, g = s.user, s.group
     svc = f"service:{R.UNIT_NAME}"
-    unit = R.UNIT_TEMPLATE.format(user=u, group=g, binary=R.BINARY, config=R.CONF_FILE, log=R.LOG_FILE)
+    extra = ""
+    if ctx.node.listener is not None and (ctx.node.listener.port or 0) < 1024:
+        # receptor runs as the service user, which may not bind ports below 1024.
+        extra = "AmbientCapabilities=CAP_NET_BIND_SERVICE\n"
+    unit = R.UNIT_TEMPLATE.format(user=u, group=g, binary=R.BINARY, config=R.CONF_FILE, log=R.LOG_FILE,
+                                  extra=extra)
     return [*binary_operations(ctx, s, svc),
         Group(name=g),
         User(name=u, group=g, home=s.home),
@@ -142,17 +190,19 @@ def meshctl_node_operations(ctx: NodeContext):
         Directory(path=R.TLS_DIR, mode="0750", owner=u, group=g),
         Directory(path=R.CA_DIR, mode="0750", owner=u, group=g),
         Directory(path=R.LOG_DIR, mode="0755", owner=u, group=g),
+        File(path=R.LOGROTATE_FILE, content=R.LOGROTATE_TEMPLATE.format(log=R.LOG_FILE)),
+        Directory(path=s.datadir, mode="0700", owner=u, group=g),
+        # For login sessions of the user; the unit's LimitNOFILE governs receptor, so no restart.
         File(path="/etc/security/limits.d/receptor.conf",
-             content=f"# Managed by meshctl.\n{u} soft nofile 4096\n{u} hard nofile 8192\n",
-             notify=[svc]),
+             content=f"# Managed by meshctl.\n{u} soft nofile 4096\n{u} hard nofile 8192\n"),
         File(path="/etc/tmpfiles.d/receptor.conf",
              content=f"# Managed by meshctl.\nD {R.RUN_DIR} 0750 {u} {g} -\n"),
         Directory(path=R.RUN_DIR, mode="0750", owner=u, group=g),
-        File(path=R.CONF_FILE, content=R.render_config(ctx.topology.mesh, ctx.receptor_config),
-             mode="0644", owner=u, group=g, reload=[svc], notify=["cmd:restorecon"]),
+        ReceptorConfigFile(path=R.CONF_FILE, content=R.render_config(ctx.topology.mesh, ctx.receptor_config),
+                           mode="0644", owner=u, group=g, reload=[svc], notify=["cmd:restorecon"]),
         File(id="file:receptor-unit", path=R.UNIT_FILE, content=unit, notify=[svc, "cmd:restorecon"]),
         GuardedService(unit=R.UNIT_NAME, enabled=True, state="started" if s.start else None,
-                       reload_command=f"{R.RECEPTORCTL} --socket {R.SOCKET} reload",
+                       reload_command=R.reload_command(),
                        unit_file_op="file:receptor-unit",
                        preflight_script=P.script(u, P.peer_hosts(ctx.topology, ctx.node)),
                        preflight=_preflight_check(ctx),
@@ -215,12 +265,17 @@ def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
         return None
     s = settings(ctx)
     ops: list[Any] = [
+        # KillMode=process leaves work units running on stop: end the whole cgroup first.
+        Command(id="cmd:end-work", command=f"systemctl kill {R.UNIT_NAME}; sleep 1",
+                unless=f"! systemctl is-active --quiet {R.UNIT_NAME}", description="end receptor and its work units"),
         Service(id="service:receptor.service", unit=R.UNIT_NAME, enabled=False, state="stopped"),
         Absent(path=R.UNIT_FILE, notify=["cmd:daemon-reload"]),
         Command(id="cmd:daemon-reload", command="systemctl daemon-reload", only_when_notified=True),
         Absent(path=R.CONF_DIR),
         Absent(path=R.LOG_DIR),
         Absent(path=R.RUN_DIR),
+        Absent(path=s.datadir),
+        Absent(path=R.LOGROTATE_FILE),
         Absent(path="/etc/tmpfiles.d/receptor.conf"),
         Absent(path="/etc/security/limits.d/receptor.conf"),
         Absent(path="/var/lib/meshctl"),

@@ -188,7 +188,7 @@ def register_diagnose(cli: click.Group) -> None:
         """Collect one tar.gz to debug NODE: receptor.conf, unit status, the last 500 lines of
         receptor.log and of the journal, certificate summaries (never keys), podman info as
         the service user, worker-info, and the work units' status and stdout under
-        /tmp/receptor (the real error behind "exit status 1"). Secrets are redacted."""
+        receptor's data directory (the real error behind "exit status 1"). Secrets are redacted."""
         import os
 
         from meshctl.core.output import PlainReporter
@@ -203,7 +203,8 @@ def register_diagnose(cli: click.Group) -> None:
         collected: dict[str, str] = {}
 
         def script(nctx: Any) -> str:
-            return D.script(node.name, settings(nctx).user, node.role == "execution")
+            s = settings(nctx)
+            return D.script(node.name, s.user, node.role == "execution", s.datadir)
 
         def evaluate(nctx: Any, output: str) -> list[tuple[str, bool, str]]:
             collected.update(D.split(output))

@@ -18,10 +18,11 @@ MAX_UNITS = 20
 MAX_UNIT_BYTES = 64 * 1024
 
 
-def script(node_name: str, user: str, execution: bool) -> str:
+def script(node_name: str, user: str, execution: bool, datadir: str = R.DATA_DIR) -> str:
     u = shlex.quote(user)
     cert = shlex.quote(R.node_cert(node_name))
-    work = shlex.quote(f"/tmp/receptor/{node_name}")
+    # Nodes that an older meshctl or an AWX bundle set up keep work units in /tmp/receptor.
+    dirs = " ".join(shlex.quote(f"{d}/{node_name}") for d in dict.fromkeys((datadir, "/tmp/receptor")))
     parts = [
         ("receptor.conf", f"cat {R.CONF_FILE}"),
         ("unit-status.txt", f"systemctl status {R.UNIT_NAME} --no-pager -l 2>&1; systemctl cat {R.UNIT_NAME} 2>&1"),
@@ -49,10 +50,10 @@ def script(node_name: str, user: str, execution: bool) -> str:
         lines.append(f"printf '%s file %s\\n' '{M}' {shlex.quote(name)}; {{ {cmd} ; }} </dev/null")
     # The work units' status and stdout hold the real error behind "exit status 1".
     lines.append(
-        f"if [ -d {work} ]; then ls -1t {work} | head -n {MAX_UNITS} | while IFS= read -r d; do "
-        f"for f in status stdout; do [ -f {work}/\"$d\"/$f ] || continue; "
-        f"printf '%s file %s\\n' '{M}' \"work-units/$d/$f\"; tail -c {MAX_UNIT_BYTES} {work}/\"$d\"/$f; echo; "
-        "done; done; fi")
+        f"for w in {dirs}; do [ -d \"$w\" ] || continue; ls -1t \"$w\" | head -n {MAX_UNITS} | while IFS= read -r d; do "
+        f"for f in status stdout; do [ -f \"$w/$d/$f\" ] || continue; "
+        f"printf '%s file %s\\n' '{M}' \"work-units/$d/$f\"; tail -c {MAX_UNIT_BYTES} \"$w/$d/$f\"; echo; "
+        "done; done; done")
     lines.append(f"printf '%s end\\n' '{M}'")
     return "\n".join(lines) + "\n"
 
@@ -114,7 +115,7 @@ def archive(node_name: str, files: dict[str, str], secrets: Iterable[str]) -> tu
             tar.addfile(info, io.BytesIO(data))
             manifest.append(f"{name}: {len(data)} bytes" + (f", {n} redaction(s)" if n else ""))
         if not any(k.startswith("work-units/") for k in files):
-            manifest.append("work-units: none under /tmp/receptor on the node")
+            manifest.append("work-units: none in receptor's data directory on the node")
         data = ("\n".join(manifest) + "\n").encode()
         info = tarfile.TarInfo(f"{root}/MANIFEST")
         info.size, info.mtime, info.mode = len(data), int(now), 0o600

@@ -4,8 +4,11 @@ the mesh CA on every node, and the work-signing public key on execution nodes.""
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 import threading
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -129,13 +132,56 @@ def meshctl_validate_topology(topology, report):
     if ws is not None and ws.public_key:
         p = S.resolve_path(topology, ws.public_key)
         try:
-            from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-            load_pem_public_key(p.read_bytes())
+            problem = work_key_problem(p.read_bytes())
         except OSError as exc:
-            report(("work_signing", "public_key"), f"{p}: cannot read: {exc.strerror}")
-        except ValueError:
-            report(("work_signing", "public_key"), f"{p}: not a PEM public key")
+            problem = f"cannot read: {exc.strerror}"
+        if problem:
+            report(("work_signing", "public_key"), f"{p}: {problem}")
+    elif ws is not None and not ws.verify:
+        report(("work_signing", "verify"), "verify: false: execution nodes run unsigned work, so anyone "
+               "holding a mesh certificate can run commands as the service user", "warning")
+    elif ws is None and _joins_awx(topology) and _generated_key_used(topology):
+        report(("nodes",), "execution nodes verify work with a key meshctl generates, which an AWX control "
+               "node does not sign with: set work_signing.public_key to AWX's work-public-key.pem", "warning")
+
+
+def _joins_awx(topology: Any) -> bool:
+    """AWX's own CA is brought (file backend) and AWX's control nodes are unmanaged:
+    they sign with AWX's key, never with one meshctl made."""
+    return S.mesh_settings(topology).backend == "file" and any(
+        n.role in ("control", "hybrid") and not n.managed for n in topology.nodes)
+
+
+def _generated_key_used(topology: Any) -> bool:
+    return any(n.managed and n.role == "execution" and S.effective(topology, n).backend != "awx-bundle"
+               for n in topology.nodes)
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----[ \t]*(?:\r?\n|$)", re.S)
+
+
+def work_key_problem(data: bytes) -> str | None:
+    """Why receptor would refuse this work public key when a job arrives (it reads
+    it only then): it wants one PEM "PUBLIC KEY" (PKIX) block holding an RSA key,
+    with nothing after it."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+    m = _PEM_BLOCK.search(data)
+    if m is None:
+        return "not a PEM public key"
+    if m.group(1) != b"PUBLIC KEY":
+        return (f"a {m.group(1).decode()!r} PEM block; receptor wants a PKIX 'PUBLIC KEY' "
+                "(convert with: openssl rsa -pubin -in FILE -RSAPublicKey_in -pubout)")
+    if data[m.end():]:
+        return "has data after the key's END line (receptor refuses trailing content, even a blank line)"
+    try:
+        key = load_der_public_key(base64.b64decode(b"".join(m.group(2).split())))
+    except ValueError:
+        return "the PUBLIC KEY block does not hold a readable key"
+    if not isinstance(key, rsa.RSAPublicKey):
+        return "not an RSA key: receptor verifies work signatures (RS512) with RSA keys only"
+    return None
 
 
 def _plugins_of(topology: Any) -> Any:
@@ -145,10 +191,12 @@ def _plugins_of(topology: Any) -> Any:
 # -- work signing ------------------------------------------------------------------
 
 def work_public_key(topo: Any) -> bytes | None:
+    """The work public key from ``work_signing:``: the given file, else the pair
+    meshctl generates (also when the section is absent); None with verify: false."""
     ws = topo.sections.get("work_signing")
-    if ws is None:
+    if ws is not None and not ws.verify:
         return None
-    if ws.public_key:
+    if ws is not None and ws.public_key:
         return S.resolve_path(topo, ws.public_key).read_bytes()
     from meshctl.core.certs import work_signing_keypair
     from meshctl.plugins.cert_backends.backends import write_private
@@ -163,17 +211,25 @@ def work_public_key(topo: Any) -> bytes | None:
     return pub.read_bytes()
 
 
+def work_private_key_path(topo: Any) -> Path | None:
+    """The generated signing key (on this machine), for a control node meshctl manages."""
+    ws = topo.sections.get("work_signing")
+    if ws is not None and (ws.public_key or not ws.verify):
+        return None
+    work_public_key(topo)
+    return S.state_dir(topo) / "work-private.pem"
+
+
 def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> bytes | None:
     """The work public key an execution node verifies with: work_signing's, else
-    the one in the node's AWX install bundle."""
+    the one in the node's AWX install bundle, else the generated one."""
     if node.role != "execution":
         return None
-    if topo.sections.get("work_signing") is not None:
-        return work_public_key(topo)
-    backend = backend or backend_for(plugins, topo, node)
-    if isinstance(backend, AwxBundle):
-        return backend.bundle.work_public_key_pem
-    return None
+    if topo.sections.get("work_signing") is None:
+        backend = backend or backend_for(plugins, topo, node)
+        if isinstance(backend, AwxBundle):
+            return backend.bundle.work_public_key_pem
+    return work_public_key(topo)
 
 
 @hookimpl

@@ -37,13 +37,20 @@ class NodeCertificates(StrictModel):
 
 
 class WorkSigning(StrictModel):
-    """``work_signing:``: the controller's work public key, or a generated pair."""
+    """``work_signing:``: the controller's work public key, or a generated pair
+    (the default when the section is absent). ``verify: false`` lets execution
+    nodes run unsigned work: anyone holding a mesh certificate can then run code."""
 
     public_key: str | None = None
     generate: bool = False
+    verify: bool = True
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkSigning:
+        if not self.verify:
+            if self.public_key or self.generate:
+                raise ValueError("verify: false takes no key: remove public_key/generate")
+            return self
         if bool(self.public_key) == bool(self.generate):
             raise ValueError("set exactly one of public_key: FILE or generate: true")
         return self

@@ -71,10 +71,12 @@ def meshctl_register_topology_sections(register):
 def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]] | None:
     if ctx.node.role != "execution":
         return None
-    # verifysignature turns on whenever a work-verification key is configured
-    # (receptor.finalize_sections).
+    # AWX signs every submit when its receptor has work-signing (awx-operator always
+    # writes it), and receptor refuses a signature it does not expect; unsigned work
+    # would also let any holder of a mesh certificate run code as the service user.
+    # Off only with work_signing.verify: false (receptor.finalize_sections).
     return [{"work-command": {"worktype": "ansible-runner", "command": R.RUNNER, "params": "worker",
-                              "allowruntimeparams": True, "verifysignature": False}}]
+                              "allowruntimeparams": True, "verifysignature": True}}]
 
 
 @hookimpl
