@@ -481,10 +481,16 @@ def run_podman(args: argparse.Namespace) -> int:
     if binary and not Path(binary).is_file():
         print(f"lab: --receptor-binary {binary}: no such file", file=sys.stderr)
         return 1
-    lab = Lab(extra_exec=args.exec_nodes, receptor_binary=str(Path(binary).resolve()) if binary else None)
-    if not binary:
-        print("lab: no receptor binary (--receptor-binary PATH or MESHLAB_RECEPTOR_BINARY): provisioning with "
-              "install: none and start: false; receptor runtime checks will be skipped")
+    from labkit.receptor import Receptor, obtain
+
+    if binary:
+        receptor = Receptor(Path(binary).resolve(), source=f"--receptor-binary {binary}")
+    else:
+        receptor = obtain(pin=args.receptor_version)
+    print(f"lab: {receptor.summary()}")
+    lab = Lab(extra_exec=args.exec_nodes, receptor_binary=str(receptor.path) if receptor.path else None)
+    if receptor.path is None:
+        print(NOT_PROVEN_BANNER)
     ok = False
     try:
         lab.up()
@@ -515,8 +521,21 @@ def run_podman(args: argparse.Namespace) -> int:
                 lab.down()
     total = sum(lab.timings.values())
     print("lab: " + ", ".join(f"{k} {v:.1f}s" for k, v in lab.timings.items()) + f"; total {total:.1f}s")
-    print("lab: PASSED" if ok else "lab: FAILED")
+    print(f"lab: {receptor.summary()}")
+    if receptor.path is None:
+        print(NOT_PROVEN_BANNER)
+    print(("lab: PASSED" if receptor.path else "lab: PASSED (degraded: receptor never ran)") if ok else "lab: FAILED")
     return 0 if ok else 1
+
+
+NOT_PROVEN_BANNER = """\
+lab: ******************************************************************************
+lab: DEGRADED: no receptor binary, so receptor never ran. Provisioned with
+lab: install: none, start: false. NOT proven by this run: receptor accepting the
+lab: rendered configs, the mesh's routes and TLS, AWX's signed health check and jobs
+lab: through the mesh, reload/restart on a live daemon, jobs surviving restarts.
+lab: Get one with Go and the module proxy, or pass --receptor-binary PATH.
+lab: ******************************************************************************"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -528,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="extra execution nodes on ctl (scale runs)")
     ap.add_argument("--receptor-binary", metavar="PATH", default=None,
                     help="a receptor binary to install (install: local) and start on every node")
+    ap.add_argument("--receptor-version", metavar="TAG", default=None,
+                    help="build this receptor tag (e.g. v1.6.9) instead of the newest release that builds")
     args = ap.parse_args(argv)
     if args.backend == "vagrant":
         import vagrant_backend
