@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import sys
 
 import pytest
@@ -248,3 +249,81 @@ def test_auth_fact_inside_the_batch_script(tmp_path):
     got = F.parse_batch([fact, F.file_fact(str(path), content=False)], out, boundary)
     assert got[fact.key]["hashes"] == {"other.example.com": RA._digest("b3RoZXI6eA==")}
     assert got[fact.key]["managed"] == [] and got[f"file:{path}"]["kind"] == "file"
+
+
+# -- hostile values: the drop-in is TOML, and read back as TOML ---------------------------
+
+EVIL_MIRROR = 'quay.io"\n[[registry]]\nlocation = "evil.example.com'
+
+
+def test_drop_in_is_toml_that_reads_back_as_the_registry():
+    import tomllib
+
+    reg = RA.Registry(host="mirror.example.com:5000", insecure=True, mirror_of="quay.io")
+    conf = tomllib.loads(RA._drop_in(reg))
+    assert conf == {"registry": [{"prefix": "quay.io", "location": "quay.io",
+                                  "mirror": [{"location": "mirror.example.com:5000", "insecure": True}]}]}
+    conf = tomllib.loads(RA._drop_in(RA.Registry(host="r.example.com", insecure=True)))
+    assert conf == {"registry": [{"location": "r.example.com", "insecure": True}]}
+
+
+def test_drop_in_of_an_unvalidated_hostile_value_adds_no_registry():
+    """Should a value get past validation (model_construct skips it), the writer still
+    keeps it one string: exactly one [[registry]], holding the value as given."""
+    import tomllib
+
+    reg = RA.Registry.model_construct(host="mirror.example.com", insecure=False, mirror_of=EVIL_MIRROR,
+                                      prepull=[], username=None)
+    conf = tomllib.loads(RA._drop_in(reg))
+    assert len(conf["registry"]) == 1 and conf["registry"][0]["prefix"] == EVIL_MIRROR
+
+
+@pytest.mark.parametrize("entry,where,message", [
+    ('  - host: m.example.com\n    mirror_of: "quay.io\\"\\n[[registry]]\\nlocation = \\"evil"\n',
+     "registries[0].mirror_of", "is not a registry location"),
+    ("  - host: m.example.com\n    mirror_of: 'quay.io/ansible/../x'\n", "registries[0].mirror_of",
+     "is not a registry location"),
+    ("  - host: m.example.com\n    mirror_of: 'https://quay.io'\n", "registries[0].mirror_of",
+     "is not a registry location"),
+    ("  - host: m.example.com\n    mirror_of: 'quay.io:0'\n", "registries[0].mirror_of",
+     "is not a registry location"),
+    ('  - host: "r.example.com\\"\\ninsecure = true"\n', "registries[0].host", "must be HOST or HOST:PORT"),
+    # A trailing newline: "$" in a regular expression would let it through.
+    ('  - host: "r.example.com\\n"\n', "registries[0].host", "must be HOST or HOST:PORT"),
+    ('  - host: m.example.com\n    mirror_of: "quay.io\\n"\n', "registries[0].mirror_of", "is not a registry location"),
+    ('  - host: r.example.com\n    prepull: ["r.example.com/ee:1\\n"]\n', "registries[0].prepull[0]",
+     "is not an image reference"),
+    ("  - host: r.example.com\n    prepull:\n      - r.example.com/ee:1\n      - 'r.example.com/EE:latest'\n",
+     "registries[0].prepull[1]", "is not an image reference"),
+    ('  - host: r.example.com\n    prepull: ["r.example.com/ee:1\\n- evil"]\n', "registries[0].prepull[0]",
+     "is not an image reference"),
+    ("  - host: r.example.com\n    prepull: ['r.example.com/ee@sha256:abc']\n", "registries[0].prepull[0]",
+     "is not an image reference"),
+    ("  - host: r.example.com\n    prepull: ['r.example.com/ee:-x']\n", "registries[0].prepull[0]",
+     "is not an image reference"),
+])
+def test_registry_values_have_a_grammar(plugins, tmp_path, entry, where, message):
+    with pytest.raises(TopologyError) as info:
+        parse_topology(mesh(tmp_path, entry), "mesh.yml", plugins)
+    lines = info.value.render().strip().splitlines()
+    (line,) = [ln for ln in lines if message in ln]
+    assert re.match(rf"^mesh\.yml:\d+:\d+: .*{re.escape(where)}: ", line), lines
+    assert "\n" not in line and "evil\n" not in info.value.render()
+
+
+@pytest.mark.parametrize("image", [
+    "r.example.com/ee", "r.example.com/ansible/awx-ee:24.6.1", "r.example.com/a_b/c__d/e-f.g:v1",
+    "r.example.com/ee@sha256:" + "a" * 64, "r.example.com/ee:1.0@sha256:" + "0" * 64,
+])
+def test_good_image_references_pass(plugins, tmp_path, image):
+    topo = parse_topology(mesh(tmp_path, f"  - host: r.example.com\n    prepull: ['{image}']\n"), "mesh.yml",
+                          plugins)
+    assert RA.registries(topo)[0].prepull == [image]
+
+
+@pytest.mark.parametrize("location", ["quay.io", "docker.io/library", "mirror.example.com:5000/ns/sub",
+                                      "[2001:db8::1]:5000", "localhost:5000"])
+def test_good_mirror_locations_pass(plugins, tmp_path, location):
+    topo = parse_topology(mesh(tmp_path, f"  - host: m.example.com\n    mirror_of: '{location}'\n"), "mesh.yml",
+                          plugins)
+    assert RA.registries(topo)[0].mirror_of == location

@@ -18,9 +18,9 @@ import shlex
 import subprocess
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, RootModel, model_validator
+from pydantic import AfterValidator, Field, RootModel, field_validator, model_validator
 
 from meshctl.core import facts as F
 from meshctl.core.errors import MeshctlError
@@ -28,12 +28,59 @@ from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Change, Cmd, Directory, File, NoChange, Operation, PlanResult
 from meshctl.core.topology import StrictModel, valid_address
 from meshctl.core.types import NodeContext, RegistryCredentials, TopologySection
+from meshctl.core.writers import toml_comment, toml_table
 from meshctl.plugins.cert_backends.settings import resolve_path
 
-_HOSTPORT = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]+)(?::(?P<port>\d{1,5}))?$")
+# Used with fullmatch: "$" also matches before a trailing newline.
+_HOSTPORT = re.compile(r"(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]+)(?::(?P<port>\d{1,5}))?")
+# The OCI distribution reference grammar (github.com/distribution/reference):
+# path components, tag and digest. The host part is checked with _HOSTPORT.
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_LOCATION_PATH = re.compile(rf"(?:/{_PATH_COMPONENT})*")
+_IMAGE_TAIL = re.compile(rf"(?P<path>{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)(?::[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+                         r"(?:@(?:sha256:[0-9a-f]{64}|sha512:[0-9a-f]{128}))?")
+_NAME_MAX = 255  # distribution caps the repository name (host and path)
 CERTS_D = "/etc/containers/certs.d"
 CONF_D = "/etc/containers/registries.conf.d"
 MANAGED_MARK = ".meshctl-managed"
+
+
+def valid_hostport(value: str) -> bool:
+    """``HOST`` or ``HOST:PORT``: a hostname, IPv4 or [IPv6] address, port 1-65535."""
+    m = _HOSTPORT.fullmatch(value)
+    if not m or not valid_address(m.group("host").strip("[]")):
+        return False
+    return not m.group("port") or 1 <= int(m.group("port")) <= 65535
+
+
+def valid_location(value: str) -> bool:
+    """``HOST[:PORT][/PATH]``: a registry, or a namespace in one (registries.conf prefix)."""
+    host, slash, path = value.partition("/")
+    return (valid_hostport(host) and bool(_LOCATION_PATH.fullmatch(slash + path))
+            and len(value) <= _NAME_MAX and not value.endswith("/"))
+
+
+def image_reference_problem(value: str) -> str | None:
+    """Why ``value`` is not a fully qualified image reference
+    ``HOST[:PORT]/NAME[:TAG][@sha256:HEX]``; None when it is one."""
+    host, _, tail = value.partition("/")
+    m = _IMAGE_TAIL.fullmatch(tail)
+    if not valid_hostport(host) or not m:
+        return (f"prepull image {value!r} is not an image reference (HOST[:PORT]/NAME[:TAG][@sha256:HEX]; "
+                "lower-case name)")
+    if len(host) + 1 + len(m.group("path")) > _NAME_MAX:
+        return f"prepull image {value!r}: the name is longer than {_NAME_MAX} characters"
+    return None
+
+
+def _image_reference(value: str) -> str:
+    problem = image_reference_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+ImageReference = Annotated[str, AfterValidator(_image_reference)]
 
 
 class Registry(StrictModel):
@@ -48,14 +95,25 @@ class Registry(StrictModel):
     ca_file: str | None = None
     insecure: bool = False
     mirror_of: str | None = None
-    prepull: list[str] = Field(default_factory=list)
+    prepull: list[ImageReference] = Field(default_factory=list)
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        if not valid_hostport(value):
+            raise ValueError(f"host {value!r} must be HOST or HOST:PORT")
+        return value
+
+    @field_validator("mirror_of")
+    @classmethod
+    def _mirror_of(cls, value: str | None) -> str | None:
+        if value is not None and not valid_location(value):
+            raise ValueError(f"mirror_of {value!r} is not a registry location (HOST[:PORT][/PATH], "
+                             "as image names start)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Registry:
-        m = _HOSTPORT.match(self.host)
-        if not m or not valid_address(m.group("host").strip("[]")) or (m.group("port") and not
-                                                                          1 <= int(m.group("port")) <= 65535):
-            raise ValueError(f"host {self.host!r} must be HOST or HOST:PORT")
         sources = [s for s in ("password_env", "password_file", "password_command", "password")
                    if getattr(self, s) is not None]
         if len(sources) > 1:
@@ -478,14 +536,16 @@ def _dedupe(ops: list[Any]) -> list[Any]:
 
 
 def _drop_in(reg: Registry) -> str:
-    lines = [f"# Managed by meshctl for registry {reg.host}.", "[[registry]]"]
+    """The registries.conf.d drop-in, every value through the TOML writer."""
+    lines = [toml_comment(f"Managed by meshctl for registry {reg.host}.")]
     if reg.mirror_of:
-        lines += [f'prefix = "{reg.mirror_of}"', f'location = "{reg.mirror_of}"', "", "[[registry.mirror]]",
-                  f'location = "{reg.host}"']
+        lines += toml_table(["registry"], {"prefix": reg.mirror_of, "location": reg.mirror_of}, array=True)
+        mirror: dict[str, Any] = {"location": reg.host}
         if reg.insecure:
-            lines.append("insecure = true")
+            mirror["insecure"] = True
+        lines += [""] + toml_table(["registry", "mirror"], mirror, array=True)
     else:
-        lines += [f'location = "{reg.host}"', "insecure = true"]
+        lines += toml_table(["registry"], {"location": reg.host, "insecure": True}, array=True)
     return "\n".join(lines) + "\n"
 
 
