@@ -30,6 +30,15 @@ RUNNER = f"{VENV}/bin/ansible-runner"
 RECEPTORCTL = f"{VENV}/bin/receptorctl"
 
 
+WORK_PRIVATE_KEY = f"{CONF_DIR}/work_private_key.pem"
+
+
+def tls_client_name(role: str) -> str:
+    """Control nodes name their TLS client as awx-operator does (AWX passes
+    ``tlsclient`` to every submit); other nodes as AWX's install bundles do."""
+    return "tlsclient" if role == "control" else "tls_client"
+
+
 def node_cert(node_id: str) -> str:
     return f"{TLS_DIR}/{node_id}.crt"
 

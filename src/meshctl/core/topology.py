@@ -83,6 +83,8 @@ class NodeBase(StrictModel):
     ssh: SSHSettings | None = None
     names: list[str] = Field(default_factory=list)
     instance_groups: list[str] = Field(default_factory=list)
+    #: AWX's peers_from_control_nodes: control nodes dial this node's listener
+    peers_from_control_nodes: bool = False
 
     _listener_false = field_validator("listener", mode="before")(_listener_before)
 
@@ -111,6 +113,7 @@ class Node:
     instance_groups: list[str]
     index: int
     sections: dict[str, Any] = field(default_factory=dict)
+    peers_from_control_nodes: bool = False
 
     @property
     def listener_port(self) -> int | None:
@@ -162,7 +165,16 @@ class Topology:
         return list(reversed(chain))
 
     def inbound_peers(self, node: Node) -> list[Node]:
-        return [n for n in self.nodes if node.name in n.peers]
+        return [n for n in self.nodes if node.name in n.peers
+                or (node.peers_from_control_nodes and n.role == "control" and n.managed)]
+
+    def dials(self, node: Node) -> list[Node]:
+        """The nodes ``node`` connects to: its peers and, for a control node, every
+        node flagged ``peers_from_control_nodes`` (as AWX's control plane does)."""
+        out = [self._by_name[p] for p in node.peers if p in self._by_name]
+        if node.role == "control":
+            out += [n for n in self.nodes if n.peers_from_control_nodes and n.name not in node.peers]
+        return out
 
 
 # ---------------------------------------------------------------------------
@@ -352,7 +364,9 @@ def _resolve(model: MeshBase, loc: yamlpos.Located, mesh_secs: list[str], node_s
             ssh_values.update(n.ssh.model_dump(exclude_none=True))
         listener = _merge_listener(d.listener, n.listener)
         role = roles.get(n.role)
-        managed = n.managed if n.managed is not None else (role.provisionable if role else True)
+        default = role.provisionable if role and role.managed_by_default is None else (
+            role.managed_by_default if role else True)
+        managed = n.managed if n.managed is not None else default
         node_sections = {}
         for name in node_secs:
             value = getattr(n, name, None)
@@ -370,6 +384,7 @@ def _resolve(model: MeshBase, loc: yamlpos.Located, mesh_secs: list[str], node_s
                 instance_groups=list(n.instance_groups),
                 index=i,
                 sections=node_sections,
+                peers_from_control_nodes=n.peers_from_control_nodes,
             )
         )
     sections = {name: getattr(model, name, None) for name in mesh_secs}
@@ -538,6 +553,21 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
                 err(path, f"{node.name!r} peers to {peer!r}, which has no listener "
                     f"(give {peer!r} a 'listener' or set defaults.listener)")
             edges.add((node.name, peer))
+    controls_dialing = [n for n in topo.nodes if n.role == "control" and n.managed]
+    for node in topo.nodes:
+        if not node.peers_from_control_nodes:
+            continue
+        path = ("nodes", node.index, "peers_from_control_nodes")
+        if node.listener is None:
+            err(path, f"{node.name!r} is peered from control nodes but has no listener")
+        for c in controls_dialing:
+            if node.name in c.peers:
+                err(path, f"{c.name!r} already lists {node.name!r} in its peers")
+            elif c.name in node.peers:
+                err(path, f"{node.name!r} peers to control node {c.name!r}, which also dials it "
+                    "(peers_from_control_nodes): a connection goes one way only")
+            else:
+                edges.add((c.name, node.name))
     for a, b in sorted(edges):
         if (b, a) in edges and a < b:
             nb = by_name[b]
@@ -548,7 +578,8 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
     # receptor exits at start ("Nothing to do - no backends are running") when a
     # node neither listens nor dials.
     for node in topo.nodes:
-        if node.managed and node.listener is None and not node.peers:
+        dials = node.peers or any(a == node.name for a, _ in edges)
+        if node.managed and node.listener is None and not dials:
             err(("nodes", node.index, "name"), f"node {node.name!r} has neither a listener nor peers: "
                 "receptor would exit at start with nothing to do (add peers, or a listener)")
 

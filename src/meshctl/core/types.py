@@ -69,12 +69,16 @@ class Role:
 
     ``runs_work``: the node may have a work-command and instance groups.
     ``provisionable``: meshctl may provision nodes of this role over SSH.
+    ``managed_by_default``: ``managed`` when mesh.yml does not say (None: provisionable).
+    ``needs_runner``: the node runs ansible-runner itself (a controller's transmit/process).
     """
 
     name: str
     runs_work: bool
     provisionable: bool
     description: str = ""
+    managed_by_default: bool | None = None
+    needs_runner: bool = False
 
 
 @dataclass(frozen=True)

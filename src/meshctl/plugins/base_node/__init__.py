@@ -61,8 +61,9 @@ def settings(ctx: NodeContext) -> ReceptorSection:
 
 @hookimpl
 def meshctl_register_roles(register):
-    register(Role("control", runs_work=False, provisionable=False,
-                  description="the AWX/AAP controller; configured by AWX itself"))
+    register(Role("control", runs_work=False, provisionable=True, managed_by_default=False, needs_runner=True,
+                  description="the AWX/AAP controller; configured by AWX itself, or by meshctl "
+                              "with managed: true (AAP VM installs)"))
     register(Role("hybrid", runs_work=True, provisionable=False,
                   description="control + execution (AAP VM installs); not provisioned by meshctl"))
 
@@ -77,6 +78,7 @@ def meshctl_register_topology_sections(register):
 def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
     node, topo, s = ctx.node, ctx.topology, settings(ctx)
     cert, key = R.node_cert(node.name), R.node_key(node.name)
+    client = R.tls_client_name(node.role)
     sections: list[dict[str, Any]] = [
         {"node": {"id": node.name, "datadir": s.datadir}},
         {"log-level": s.log_level},
@@ -84,7 +86,7 @@ def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
                              "permissions": Octal(0o660), "tls": "tls_server"}},
         {"tls-server": {"name": "tls_server", "cert": cert, "key": key, "clientcas": R.CA_FILE,
                         "requireclientcert": True, "mintls13": s.mintls13}},
-        {"tls-client": {"name": "tls_client", "cert": cert, "key": key, "rootcas": R.CA_FILE,
+        {"tls-client": {"name": client, "cert": cert, "key": key, "rootcas": R.CA_FILE,
                         "insecureskipverify": False, "mintls13": s.mintls13}},
     ]
     if node.listener is not None:
@@ -95,18 +97,10 @@ def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
         if kind == "ws-listener" and node.listener.path:
             listener["path"] = node.listener.path
         sections.append({kind: listener})
-    sections += peer_sections(topo, node, "tls_client")
-    return sections
-
-
-def peer_sections(topo: Any, node: Any, tls: str) -> list[dict[str, Any]]:
-    """tcp-peer / ws-peer sections dialing ``node``'s peers with TLS client ``tls``."""
-    out: list[dict[str, Any]] = []
-    for peer_name in node.peers:
-        peer = topo.node(peer_name)
+    for peer in topo.dials(node):
         assert peer.listener is not None  # validation guarantees it
-        out.append(peer_section(peer, tls))
-    return out
+        sections.append(peer_section(peer, client))
+    return sections
 
 
 def peer_section(peer: Any, tls: str) -> dict[str, Any]:

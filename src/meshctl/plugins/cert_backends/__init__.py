@@ -143,6 +143,10 @@ def meshctl_validate_topology(topology, report):
     elif ws is None and _joins_awx(topology) and _generated_key_used(topology):
         report(("nodes",), "execution nodes verify work with a key meshctl generates, which an AWX control "
                "node does not sign with: set work_signing.public_key to AWX's work-public-key.pem", "warning")
+    if any(n.managed and n.role == "control" for n in topology.nodes):
+        problem = _signing_problem(topology)
+        if problem:
+            report(("work_signing",) if ws is not None else ("nodes",), problem)
 
 
 def _joins_awx(topology: Any) -> bool:
@@ -212,12 +216,48 @@ def work_public_key(topo: Any) -> bytes | None:
 
 
 def work_private_key_path(topo: Any) -> Path | None:
-    """The generated signing key (on this machine), for a control node meshctl manages."""
+    """The signing key on this machine, for a control node meshctl manages: the
+    given private_key, else the generated one; None when there is none to sign with."""
     ws = topo.sections.get("work_signing")
+    if ws is not None and ws.private_key:
+        return S.resolve_path(topo, ws.private_key)
     if ws is not None and (ws.public_key or not ws.verify):
         return None
     work_public_key(topo)
     return S.state_dir(topo) / "work-private.pem"
+
+
+def _signing_problem(topology: Any) -> str | None:
+    """Why a managed control node could not sign work that execution nodes accept."""
+    ws = topology.sections.get("work_signing")
+    if ws is not None and not ws.verify:
+        return None  # nothing verifies, so nothing needs signing
+    path = work_private_key_path(topology)
+    if path is None:
+        return ("a managed control node signs work: give work_signing.private_key "
+                "(the private half of public_key), or use generate: true")
+    if ws is None or not ws.private_key:
+        return None
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        private = load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        return f"{path}: cannot read: {exc.strerror}"
+    except (ValueError, TypeError):
+        return f"{path}: not an unencrypted PEM private key"
+    from cryptography.hazmat.primitives import serialization
+
+    public = work_public_key(topology) or b""
+    mine = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    try:
+        theirs = serialization.load_pem_public_key(public).public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    except ValueError:
+        return None  # the public key's own check reports it
+    if mine != theirs:
+        return f"{path} is not the private half of work_signing.public_key"
+    return None
 
 
 def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> bytes | None:
@@ -234,7 +274,12 @@ def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> byt
 
 @hookimpl
 def meshctl_receptor_config(ctx: NodeContext):
-    if not ctx.node.managed or work_key_for(ctx.topology.plugins, ctx.topology, ctx.node) is None:
+    if not ctx.node.managed:
+        return None
+    if ctx.node.role == "control" and work_private_key_path(ctx.topology) is not None:
+        # As awx-operator configures AWX's own receptor: AWX signs every submit.
+        return [{"work-signing": {"privatekey": R.WORK_PRIVATE_KEY, "tokenexpiration": "1m"}}]
+    if work_key_for(ctx.topology.plugins, ctx.topology, ctx.node) is None:
         return None
     return [{"work-verification": {"publickey": R.WORK_PUBLIC_KEY}}]
 
@@ -267,6 +312,10 @@ def meshctl_node_operations(ctx: NodeContext):
             force=force, notify=[SERVICE, RELABEL],
         ),
     ]
+    private = work_private_key_path(topo) if node.role == "control" else None
+    if private is not None:
+        ops.append(File(path=R.WORK_PRIVATE_KEY, content=private.read_bytes(), mode="0600", owner=rs.user,
+                        group=rs.group, secret=True, notify=[SERVICE, RELABEL]))
     pub = work_key_for(plugins, topo, node, backend)
     if pub is not None:
         ops.append(File(path=R.WORK_PUBLIC_KEY, content=pub, mode="0640", owner=rs.user, group=rs.group,

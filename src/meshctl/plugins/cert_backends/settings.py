@@ -42,11 +42,15 @@ class WorkSigning(StrictModel):
     nodes run unsigned work: anyone holding a mesh certificate can then run code."""
 
     public_key: str | None = None
+    #: with public_key: its private half, for control nodes meshctl manages (they sign)
+    private_key: str | None = None
     generate: bool = False
     verify: bool = True
 
     @model_validator(mode="after")
     def _one_source(self) -> WorkSigning:
+        if self.private_key and not self.public_key:
+            raise ValueError("private_key goes with public_key (the pair AWX's secret holds)")
         if not self.verify:
             if self.public_key or self.generate:
                 raise ValueError("verify: false takes no key: remove public_key/generate")

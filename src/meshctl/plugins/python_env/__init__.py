@@ -128,10 +128,11 @@ def _parse_requirement(text: str) -> Requirement:
     return Requirement(m.group("name"), m.group("version"), text)
 
 
-def runs_work(topology: Topology, role: str) -> bool:
+def needs_runner(topology: Topology, role: str) -> bool:
+    """Execution nodes run ansible-runner worker; a controller runs transmit/process."""
     roles = topology.plugins.roles() if topology.plugins is not None else {}
     found = roles.get(role)
-    return found.runs_work if found is not None else role == "execution"
+    return (found.runs_work or found.needs_runner) if found is not None else role == "execution"
 
 
 def requirements(s: PythonSection, work: bool) -> list[Requirement]:
@@ -394,7 +395,7 @@ def meshctl_validate_topology(topology: Topology, report: Callable[..., None]) -
     for p in local_wheels(wh):
         name, version = _wheel_id(p.name)
         have.setdefault(name, set()).add(_version_key(version))
-    work = any(runs_work(topology, n.role) for n in topology.managed_nodes)
+    work = any(needs_runner(topology, n.role) for n in topology.managed_nodes)
     missing = [r for r in requirements(s, work)
                if r.key not in have or (r.version and _version_key(r.version) not in have[r.key])]
     if missing:
@@ -412,7 +413,7 @@ def meshctl_node_operations(ctx: NodeContext) -> list[Operation] | None:
     if not ctx.node.managed:
         return None
     s = settings(ctx.topology)
-    work = runs_work(ctx.topology, ctx.node.role)
+    work = needs_runner(ctx.topology, ctx.node.role)
     ops: list[Operation] = [
         Directory(path=BASE_DIR, mode="0755"),
         Virtualenv(interpreter=ctx.os_family.python(ctx.os_release)),
@@ -440,7 +441,7 @@ def _check_packages(ctx: NodeContext) -> CheckResult:
     have = _parse_packages(out, rc)
     if not have:
         return CheckResult(False, f"{VENV} is missing or broken (run meshctl provision)")
-    reqs = requirements(settings(ctx.topology), runs_work(ctx.topology, ctx.node.role))
+    reqs = requirements(settings(ctx.topology), needs_runner(ctx.topology, ctx.node.role))
     bad = [f"{r} (have {have.get(r.key) or 'none'})" for r in reqs
            if r.key not in have or (r.version and not same_version(have[r.key], r.version))]
     if bad:
