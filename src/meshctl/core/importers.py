@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from meshctl.core.errors import UsageError
+from meshctl.core.files import INVENTORY_LIMIT, read_text
 from meshctl.core.topology import _MESH_NAME_RE, _NODE_ID_RE, DEFAULT_LISTENER_PORT
 
 CONTROLLER_GROUP = "automationcontroller"
@@ -464,16 +465,7 @@ def aap_inventory_to_yaml(path: str | Path) -> str:
     """
     p = Path(path)
     file = str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{file}: no such inventory file") from None
-    except IsADirectoryError:
-        raise UsageError(f"{file}: is a directory, not an INI inventory file") from None
-    except OSError as exc:
-        raise UsageError(f"{file}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{file}: not UTF-8 text ({exc.reason})") from None
+    text = read_text(path, "inventory file", INVENTORY_LIMIT, missing="no such inventory file")
     inv = _parse_ini(text, file)
     res = _Resolver(inv)
     nodes, default_ssh = _build_nodes(inv, res)

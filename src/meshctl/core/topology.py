@@ -22,7 +22,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from meshctl.core import yamlpos
-from meshctl.core.errors import Diagnostic, TopologyError, UsageError
+from meshctl.core.errors import Diagnostic, TopologyError
+from meshctl.core.files import TOPOLOGY_LIMIT, read_text
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -282,15 +283,7 @@ def _pydantic_diags(exc: ValidationError, root: type[BaseModel], loc: yamlpos.Lo
 def load_topology(path: str | Path, plugins: Any = None) -> Topology:
     """Read, parse and validate a topology file. Raises :class:`TopologyError` with
     every problem found, or :class:`UsageError` when the file cannot be read."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UsageError(f"{p}: no such topology file (use -f FILE)") from None
-    except OSError as exc:
-        raise UsageError(f"{p}: cannot read: {exc.strerror}") from None
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{p}: not UTF-8 text ({exc.reason})") from None
+    text = read_text(path, "topology file", TOPOLOGY_LIMIT, missing="no such topology file (use -f FILE)")
     return parse_topology(text, str(path), plugins)
 
 
