@@ -14,6 +14,7 @@ import subprocess
 
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.topology import Listener, Node, Topology
+from meshctl.core.writers import yaml_string
 
 # Roles registered by plugins we do not know get the fallback shape.
 DOT_SHAPES: dict[str, str] = {
@@ -85,10 +86,25 @@ def _edges(topo: Topology) -> list[tuple[Node, Node]]:
 
 
 def dot_quote(text: str) -> str:
-    """A double-quoted DOT string. Backslashes are doubled so a trailing one cannot
-    swallow the closing quote and labels keep them literally; newlines become ``\\n``."""
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{escaped}"'
+    """A double-quoted DOT string on one line. Backslashes are doubled so a trailing
+    one cannot swallow the closing quote (nor join lines) and labels keep them
+    literally; newlines become ``\\n``; other non-printable characters are shown as
+    ``\\xNN``/``\\uNNNN`` text (graphviz stops at a NUL, and a raw CR or U+2028 would
+    split the line for anything reading the file by lines)."""
+    out = []
+    for ch in text:
+        if ch in _DOT_ESCAPES:
+            out.append(_DOT_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\\\x{code:02x}" if code <= 0xFF else f"\\\\u{code:04x}" if code <= 0xFFFF
+                       else f"\\\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+_DOT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n"}
 
 
 def _dot_label(lines: list[str]) -> str:
@@ -177,12 +193,26 @@ def render_svg(topo: Topology, timeout: float = DOT_TIMEOUT) -> bytes:
 # Mermaid
 
 
+# Inside a quoted label: '"' ends it, '#' starts entity codes, '<', '>' and '&' are
+# HTML once rendered, '`' starts a markdown string, '%' and '{' make "%%{init}%%"
+# directives (found anywhere in the text), the rest is flowchart syntax.
+_MERMAID_NAMED = {'"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;"}
+_MERMAID_SYNTAX = frozenset("#[](){}|;`%")
+
+
 def mermaid_text(text: str) -> str:
-    """Text safe inside a quoted Mermaid label: ``#`` first (it starts entity codes),
-    then the characters Mermaid or its HTML rendering would interpret."""
-    for char, code in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
-        text = text.replace(char, code)
-    return text
+    """Text safe inside a quoted Mermaid label: syntax characters and everything not
+    printable (line breaks of every kind, NUL) become entity codes (``#quot;``, ``#35;``),
+    which Mermaid turns back into the characters when it draws."""
+    out = []
+    for ch in text:
+        if ch in _MERMAID_NAMED:
+            out.append(_MERMAID_NAMED[ch])
+        elif ch in _MERMAID_SYNTAX or not ch.isprintable():
+            out.append(f"#{ord(ch)};")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _mermaid_label(lines: list[str]) -> str:
@@ -228,12 +258,12 @@ def _mermaid_legend(topo: Topology) -> list[str]:
 
 
 def _mermaid_id_part(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text)
+    return "".join(c if c.isascii() and c.isalnum() else "_" for c in text)
 
 
 def _yaml_title(text: str) -> str:
-    # The front matter is YAML: a double-quoted scalar is always safe.
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    # The front matter is YAML: one double-quoted line, whatever the text holds.
+    return yaml_string(text)
 
 
 __all__ = ["render_dot", "render_mermaid", "render_svg"]

@@ -1,6 +1,7 @@
 """Writers for text formats meshctl generates from topology values.
 
-Every TOML file meshctl emits goes through here: values from mesh.yml are outside
+Every TOML file meshctl emits goes through here (and YAML strings outside
+receptor.conf): values from mesh.yml are outside
 input, and a quote or a line break pasted into an f-string adds keys or tables.
 """
 
@@ -74,4 +75,25 @@ def toml_table(name: Iterable[str], items: Mapping[str, TomlValue], array: bool 
     return lines
 
 
-__all__ = ["toml_comment", "toml_key", "toml_string", "toml_table", "toml_value"]
+def yaml_string(value: str) -> str:
+    """A YAML double-quoted scalar on one line that reads back as ``value``: quotes,
+    backslashes and every non-printable character (line breaks of all kinds, NUL,
+    lone surrogates) escaped; characters outside the BMP as ``\\U`` (a JSON-style
+    surrogate pair would read back as two lone surrogates)."""
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if ch in ('"', "\\"):
+            out.append("\\" + ch)
+        elif ch.isprintable() and not 0xD800 <= code <= 0xDFFF:
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02x}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+__all__ = ["toml_comment", "toml_key", "toml_string", "toml_table", "toml_value", "yaml_string"]
