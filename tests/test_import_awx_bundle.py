@@ -184,3 +184,39 @@ def test_the_member_names_the_recorded_bundles_use(ca, work_key, tmp_path):
     with tarfile.open(recorded("exec02.ansible.internal")) as tar:
         theirs = yaml.safe_load(tar.extractfile("exec02.ansible.internal_install_bundle/group_vars/all.yml").read())
     assert ours == theirs
+
+
+EVIL = "\n- name: evil\n  role: hop"
+
+
+@pytest.mark.parametrize("node_id", ["e10" + EVIL, "e10 evil", "-e10", "e10/x", "e10\n"])
+def test_a_node_id_that_receptor_would_not_take_is_refused(ca, work_key, tmp_path, node_id):
+    ca_key, ca_cert = ca
+    bundle = C.make_awx_bundle(tmp_path / "b.tar.gz", host="e10.example.com", node_id=node_id[:64],
+                               role="execution", ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
+    r = meshctl("import", "awx-bundle", str(bundle))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: b.tar.gz: receptor/tls/receptor.crt: NodeID ") and "not a valid receptor node id" in line
+    assert "Traceback" not in r.stderr
+
+
+def test_a_bundle_file_name_cannot_inject_yaml(ca, work_key, tmp_path):
+    ca_key, ca_cert = ca
+    odd = tmp_path / ("b" + EVIL + ".tar.gz")
+    C.make_awx_bundle(odd, host="e11.example.com", node_id="e11.example.com", role="execution",
+                      ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
+    r = meshctl("import", "awx-bundle", str(odd))
+    assert r.returncode == 0, r.stderr
+    node = entry_of(r.stdout)  # exactly one node
+    assert node["name"] == "e11.example.com" and node["certificates"] == cert_block(odd)
+    assert all(not line.startswith("- ") for line in r.stdout.splitlines())
+
+
+def test_a_broken_bundle_with_an_odd_file_name_is_a_one_line_error(tmp_path):
+    odd = tmp_path / ("x" + EVIL + ".tar.gz")
+    odd.write_bytes(b"not a tarball")
+    r = meshctl("import", "awx-bundle", str(odd))
+    assert r.returncode == 2 and r.stdout == ""
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "not a tar archive" in line and "\\n- name: evil" in line

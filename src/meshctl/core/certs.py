@@ -750,8 +750,19 @@ class AwxBundle:
     variables: dict[str, Any] = field(repr=False)  # group_vars/all.yml merged with the host's vars
 
 
+# Receptor node ids as mesh.yml takes them (topology's rule); fullmatch, as "$"
+# would accept a trailing newline.
+_BUNDLE_NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path for a one-line message: quoted when it holds a line break or control."""
+    text = os.fspath(path)
+    return text if text.isprintable() else repr(text)
+
+
 def _bundle_error(path: Path, message: str) -> ValueError:
-    return ValueError(f"{path.name}: {message}")
+    return ValueError(f"{shown_path(path.name)}: {message}")
 
 
 def _bundle_files(path: Path) -> dict[str, bytes]:
@@ -899,6 +910,10 @@ def read_awx_bundle(path: str | os.PathLike[str]) -> AwxBundle:
     node_id = status.node_ids[0] if status.node_ids else status.subject_cn
     if not node_id:
         raise _bundle_error(path, f"{_CERT_MEMBER} names no node (no NodeID otherName, no CN)")
+    if not _BUNDLE_NODE_ID_RE.fullmatch(node_id):
+        field_name = "NodeID" if status.node_ids else "CN"
+        raise _bundle_error(path, f"{_CERT_MEMBER}: {field_name} {node_id!r} is not a valid receptor node id "
+                                  "(letters, digits, '.', '_', '@', '-'; at most 64 characters)")
 
     peers: list[tuple[str, str]] = []
     for i, peer in enumerate(variables.get("receptor_peers") or []):

@@ -205,8 +205,10 @@ def register(cli: click.Group) -> None:
 
             try:
                 b = C.read_awx_bundle(bundle)
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"{bundle}: {exc}") from None
+            except OSError as exc:
+                raise UsageError(f"{C.shown_path(bundle)}: {exc.strerror or exc}") from None
+            except ValueError as exc:  # its message starts with the bundle's name
+                raise UsageError(str(exc)) from None
             click.echo(awx_bundle_entry(b, bundle), nl=False)
             for note in awx_bundle_notes(b, bundle):
                 click.echo(f"note: {note}", err=True)
@@ -217,14 +219,16 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
     through a YAML writer: a bundle is outside input, and a raw value could add keys."""
     import yaml
 
+    from meshctl.core import certs as C
+
     raw_port = b.variables.get("receptor_port", b.variables.get("receptor_listener_port"))
     if (b.listener_port is None and b.variables.get("receptor_listener", True) is not False
             and raw_port not in (None, "None")):  # "None": old AWX's spelling of no listener
         # AWX 24 accepts listener ports like -5 or 70000 and writes them into the bundle.
-        raise UsageError(f"{path.name}: receptor_port {raw_port!r} is not a port (1-65535); fix the "
+        raise UsageError(f"{C.shown_path(path.name)}: receptor_port {raw_port!r} is not a port (1-65535); fix the "
                          "instance's listener port in AWX and download the bundle again")
     if b.listener_port is not None and b.listener_protocol not in ("tcp", "ws"):
-        raise UsageError(f"{path.name}: receptor_protocol {b.listener_protocol!r} is not supported "
+        raise UsageError(f"{C.shown_path(path.name)}: receptor_protocol {b.listener_protocol!r} is not supported "
                          "(meshctl listeners are tcp or ws)")
     node: dict[str, Any] = {"name": b.node_id, "role": b.role, "address": b.host}
     # Port and protocol always spelled out: AWX dials exactly what the bundle says,
@@ -255,7 +259,9 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
 def awx_bundle_notes(b: Any, path: Path) -> list[str]:
     """What the entry cannot carry, for stderr (seen even when stdout goes to a file)."""
     if b.mintls13:
-        return [f"{path.name}: receptor_mintls13 is true; in meshctl it is mesh-wide: "
+        from meshctl.core import certs as C
+
+        return [f"{C.shown_path(path.name)}: receptor_mintls13 is true; in meshctl it is mesh-wide: "
                 "set receptor: {mintls13: true} in mesh.yml"]
     return []
 
