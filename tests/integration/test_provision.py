@@ -98,7 +98,7 @@ def test_files_users_and_unit_on_the_hosts(minilab, mesh, provisioned):
         # Loaded by systemd as written: jobs outlive a restart, and HUP restarts receptor.
         shown = minilab.exec(short, "systemctl", "show", "-p", "KillMode", "-p", "RestartForceExitStatus",
                              "receptor.service").stdout
-        assert "KillMode=process" in shown and "RestartForceExitStatus=1" in shown.replace("SIGHUP", "1"), shown
+        assert "KillMode=process" in shown and "RestartForceExitStatus=HUP" in shown, shown
         tmpfiles = minilab.exec(short, "cat", "/etc/tmpfiles.d/receptor.conf").stdout
         assert "D /var/run/receptor 0750 awx awx -" in tmpfiles
         # No temporary file of an atomic write is left behind.
