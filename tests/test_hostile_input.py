@@ -139,3 +139,57 @@ def test_open_tar_bounds_members_and_unpacked_size():
     with pytest.raises(UsageError, match="is not a tar archive"):
         open_tar(b"garbage" * 100, "x.tar.gz")
 
+
+# -- YAML: alias bombs, huge and odd numbers ----------------------------------------
+
+NODE_PORT = """\
+mesh: edge
+nodes:
+  - name: awx-task
+    role: control
+    managed: false
+    address: awx.example.com
+    listener: {{port: 27199}}
+  - name: exec01
+    role: execution
+    peers: [awx-task]
+    ssh: {{port: {port}}}
+"""
+
+
+def _bomb(levels: int, width: int = 10) -> str:
+    lines = ['a0: &a0 ["lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\nmesh: edge\nnodes: []\n"
+
+
+def test_yaml_alias_bomb_is_refused(tmp_path):
+    p = tmp_path / "bomb.yml"
+    p.write_text(_bomb(9))  # 10**9 strings if expanded
+    r = meshctl("validate", "-f", str(p), timeout=30)
+    err = one_line_error(r)
+    assert f"{p}:" in err and "aliases expand to more than" in err, err
+
+
+@pytest.mark.parametrize("port,message", [
+    ("9" * 5000, "nodes[1].ssh.port: integer of 5000 digits is too large"),
+    ("-" + "9" * 5000, "nodes[1].ssh.port: integer of 5000 digits is too large"),
+    ("0x" + "f" * 5000, "nodes[1].ssh.port: integer of 5000 digits is too large"),
+])
+def test_odd_numbers_are_located_errors(tmp_path, port, message):
+    p = tmp_path / "mesh.yml"
+    p.write_text(NODE_PORT.format(port=port))
+    r = meshctl("validate", "-f", str(p))
+    err = one_line_error(r)
+    assert err.startswith(f"{p}:11:17: {message}"), err[:300]
+
+
+def test_alias_to_a_merged_mapping_keeps_its_overrides():
+    from meshctl.core import yamlpos
+
+    # The alias used to re-read the flattened pairs as own keys: a false "duplicate
+    # key" and the merged value instead of the override.
+    loc, diags = yamlpos.load("x: &x {k: 1, j: 2}\nb: &b {<<: *x, k: 3}\nc: *b\n", "f.yml")
+    assert diags == []
+    assert loc.data["c"] == {"k": 3, "j": 2}
+
