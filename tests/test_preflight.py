@@ -137,3 +137,28 @@ def test_preflight_script_runs_under_sh():
     r = subprocess.run(["sh", "-n"], input=script, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert "'we;ird'" in script
+
+
+def test_server_certificate_must_name_the_address_peers_dial(pki):
+    assert failures(dump(pki), dialed_as=[NODE]) == {}
+    got = failures(dump(pki), dialed_as=["10.0.0.5"])
+    assert list(got) == ["tls-server:tls_server san 10.0.0.5"]
+    assert "subjectAltName lacks 10.0.0.5" in got["tls-server:tls_server san 10.0.0.5"]
+    assert f"is valid for {NODE.lower()}, not 10.0.0.5" in got["tls-server:tls_server san 10.0.0.5"]
+
+
+def test_certificate_not_yet_valid_is_named(pki):
+    import datetime as dt
+
+    from cryptography import x509
+
+    b = x509.CertificateBuilder().subject_name(pki["cert"].subject).issuer_name(pki["ca"].subject)
+    now = dt.datetime.now(dt.UTC)
+    cert = (b.public_key(pki["cert"].public_key()).serial_number(7).not_valid_before(now + dt.timedelta(days=2))
+            .not_valid_after(now + dt.timedelta(days=30)))
+    for ext in pki["cert"].extensions:
+        cert = cert.add_extension(ext.value, ext.critical)
+    from cryptography.hazmat.primitives import hashes
+
+    got = failures(dump(pki, cert=cert.sign(pki["ca_key"], hashes.SHA256())))
+    assert any("not valid before" in d for d in got.values()), got

@@ -156,7 +156,8 @@ def _preflight_check(ctx: NodeContext) -> Any:
     from meshctl.plugins.base_node import preflight as P
 
     def check(output: str) -> list[str]:
-        results = P.evaluate(P.parse(output), ctx.node.name, received_at=time.time())
+        results = P.evaluate(P.parse(output), ctx.node.name, received_at=time.time(),
+                             dialed_as=P.dialed_as(ctx.topology, ctx.node))
         return [f"{name}: {detail}" for name, ok, detail in results if not ok]
 
     return check

@@ -26,7 +26,8 @@ MAX_CLOCK_SKEW = 30.0
 # receptor's configuration sections and their keys (receptor pkg/*), as receptor
 # rejects unknown ones at start-up.
 KNOWN: dict[str, set[str]] = {
-    "node": {"id", "datadir", "firewallrules", "maxidleconnectiontimeout"},
+    "node": {"id", "datadir", "firewallrules", "maxidleconnectiontimeout", "receptorkubesupportreconnect",
+             "receptorkubeclientsetqps", "receptorkubeclientsetburst", "receptorkubeclientsetratelimiter"},
     "log-level": set(),
     "control-service": {"service", "filename", "permissions", "tls", "tcplisten", "tcptls"},
     "tcp-listener": {"bindaddr", "port", "tls", "cost", "nodecost", "allowedpeers"},
@@ -129,15 +130,16 @@ Result = tuple[str, bool, str]
 
 
 def evaluate(dump: Dump, node_id: str, *, received_at: float | None = None, need_binary: bool = True,
-             max_skew: float = MAX_CLOCK_SKEW) -> list[Result]:
-    """(check, passed, detail) for each preflight check."""
+             max_skew: float = MAX_CLOCK_SKEW, dialed_as: Iterable[str] = ()) -> list[Result]:
+    """(check, passed, detail) for each preflight check. ``dialed_as``: the addresses
+    peers dial this node at, which its server certificate must name."""
     out: list[Result] = []
     if not dump.complete:
         return [("preflight", False, "the host's preflight output was cut short")]
     sections = _sections(dump, out)
     if sections is not None:
         _node_id(sections, node_id, out)
-        _tls(sections, dump, node_id, out)
+        _tls(sections, dump, node_id, out, list(dialed_as))
         _files_readable(sections, dump, out)
         _listeners(sections, dump, out)
     _resolution(dump, out)
@@ -179,7 +181,8 @@ def _node_id(sections: list[tuple[str, Any]], node_id: str, out: list[Result]) -
     out.append(("node-id", ok, f"node.id {ids[0] if ids else '(none)'}" + ("" if ok else f", want {node_id}")))
 
 
-def _tls(sections: list[tuple[str, Any]], dump: Dump, node_id: str, out: list[Result]) -> None:
+def _tls(sections: list[tuple[str, Any]], dump: Dump, node_id: str, out: list[Result],
+         dialed_as: list[str] | None = None) -> None:
     for name, body in sections:
         if name not in ("tls-server", "tls-client") or not isinstance(body, dict):
             continue
@@ -213,7 +216,19 @@ def _tls(sections: list[tuple[str, Any]], dump: Dump, node_id: str, out: list[Re
                 out.append((f"{label} chain", bool(st.chain_ok), f"chains to {ca_path}" if st.chain_ok
                             else "; ".join(st.chain_problems or ["does not chain"])))
         if st.days_left <= 0:
-            out.append((f"{label} validity", False, f"expired on {st.not_after:%Y-%m-%d}"))
+            out.append((f"{label} validity", False, f"expired on {st.not_after:%Y-%m-%d}: peers refuse it "
+                        "('x509: certificate has expired or is not yet valid')"))
+        elif st.not_before > st.checked_at:
+            out.append((f"{label} validity", False, f"not valid before {st.not_before:%Y-%m-%d %H:%M} UTC: peers "
+                        "refuse it until then (clock skew?)"))
+        if name == "tls-server":
+            # A dialer checks that the certificate names the host it dialed (receptor's tcp/ws peers).
+            named = {n.lower() for n in st.dns_names} | set(st.ip_addresses)
+            for addr in dialed_as or ():
+                ok = addr.lower() in named or addr in named
+                out.append((f"{label} san {addr}", ok, f"names {addr}" if ok else
+                            f"subjectAltName lacks {addr}: peers dialing {addr} fail with 'x509: certificate "
+                            f"is valid for {', '.join(sorted(named)) or 'no names'}, not {addr}'"))
 
 
 def _referenced_files(sections: list[tuple[str, Any]]) -> list[str]:
@@ -266,6 +281,13 @@ def _clock(dump: Dump, received_at: float | None, max_skew: float, out: list[Res
     ok = abs(skew) <= max_skew
     out.append(("clock", ok, f"{skew:+.0f} s from this machine" + ("" if ok else
                 f": work signatures expire after a minute; run NTP (limit {max_skew:.0f} s)")))
+
+
+def dialed_as(topology: Any, node: Any) -> list[str]:
+    """The address peers dial ``node`` at, when any peer dials it."""
+    if node.listener is None or not topology.inbound_peers(node):
+        return []
+    return [node.address]
 
 
 def peer_hosts(topology: Any, node: Any) -> list[str]:
