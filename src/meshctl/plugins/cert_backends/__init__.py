@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -55,8 +56,16 @@ _backends: dict[tuple, Any] = {}
 _lock = threading.Lock()
 
 
+def _forget(topo_id: int) -> None:
+    with _lock:
+        for key in [k for k in _backends if k[0] == topo_id]:
+            del _backends[key]
+
+
 def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
-    """The backend object for a node (cached: one CA load per run)."""
+    """The backend object for a node (cached: one CA load per run). Entries are
+    keyed by the topology's id and dropped when it is collected, so a later
+    topology that reuses the id never receives another mesh's backend."""
     own = node.sections.get("certificates")
     fast = (id(topo), "<mesh>") if own is None or (own.backend is None and own.options is None) else None
     if fast is not None and fast in _backends:
@@ -67,6 +76,8 @@ def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
         if fast is not None and key in _backends:
             _backends[fast] = _backends[key]
         if key not in _backends:
+            if not any(k[0] == id(topo) for k in _backends):
+                weakref.finalize(topo, _forget, id(topo))
             reg = plugins.cert_backends()[eff.backend]
             options = reg.options_model.model_validate(eff.options) if reg.options_model else eff.options
             ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo))
