@@ -275,3 +275,36 @@ def test_an_error_on_this_machine_while_planning_is_no_unreachable_host(minilab)
     (res,) = engine.run([topo.node("ops01")], apply=False)
     assert res.status == "failed" and res.cause != "ssh", (res.status, res.cause, res.error)
     assert "Permission denied" in res.error and "/etc/meshctl/ca.key" in res.error
+
+
+class _SignFails(O.Operation):
+    """Like a certificate made on the node: a command, then plugin code on its output
+    (here raising what an HTTP client of a remote CA would)."""
+
+    def __post_init__(self) -> None:
+        self.id = "xfail:sign"
+        self.description = "sign a CSR"
+
+    def facts(self, manager):
+        return []
+
+    def plan(self, facts, changed, manager):
+        def exchange(output):
+            raise ConnectionError("HTTP 503 from the signing service")
+
+        return O.Change(self, "sign", [O.Cmd("echo csr")], exchange=exchange)
+
+
+def test_plugin_exception_mid_apply_rolls_back_and_leaves_no_rollback_directory(minilab):
+    minilab.exec("ops", "sh", "-c", "mkdir -p /srv/xfail && echo old > /srv/xfail/a && rm -rf /var/lib/meshctl/rollback")
+    engine, node = _engine_with(minilab, "xfailplugin", lambda: [
+        O.File(path="/srv/xfail/a", content="new\n", backup=True),
+        _SignFails(),
+    ])
+    (res,) = engine.run([node], apply=True)
+    assert res.status == "failed"
+    assert "step 2/2" in res.error and "ConnectionError: HTTP 503 from the signing service" in res.error
+    assert "meshctl: restored 1 file(s) changed by this run" in res.error
+    out = minilab.exec("ops", "sh", "-c", "cat /srv/xfail/a; ls -A /var/lib/meshctl/rollback 2>/dev/null | wc -l")
+    assert out.stdout.split() == ["old", "0"]
+    minilab.exec("ops", "rm", "-rf", "/srv/xfail")

@@ -401,27 +401,36 @@ class Engine:
         run_id = _secrets.token_hex(8)
         pos = 0
         carry: tuple[int, list[Cmd]] | None = None
-        while pos < total or carry is not None:
-            steps: list[tuple[int, list[Cmd]]] = [carry] if carry is not None else []
-            carry = None
-            exchange_at = None
-            while pos < total:
-                steps.append((pos, changes[pos].commands))
-                pos += 1
-                if changes[pos - 1].exchange is not None:
-                    exchange_at = pos - 1
-                    break
-            per_step = self._run_steps(session, node, steps, total, result, run_id, final=exchange_at is None)
-            if per_step is None:
-                return
-            if exchange_at is not None:
-                change = changes[exchange_at]
-                try:
-                    carry = (exchange_at, change.exchange("\n".join(per_step.get(exchange_at, []))))
-                except MeshctlError as exc:
-                    self._failed(result, exchange_at, f"step {exchange_at + 1}/{total} '{change.op}': {exc}")
-                    self._rollback(session, run_id, result)
+        ran = False  # a round trip ran: its rollback directory is on the host
+        current = 0
+        try:
+            while pos < total or carry is not None:
+                steps: list[tuple[int, list[Cmd]]] = [carry] if carry is not None else []
+                carry = None
+                exchange_at = None
+                while pos < total:
+                    current = pos
+                    steps.append((pos, changes[pos].commands))
+                    pos += 1
+                    if changes[pos - 1].exchange is not None:
+                        exchange_at = pos - 1
+                        break
+                per_step = self._run_steps(session, node, steps, total, result, run_id, final=exchange_at is None)
+                ran = True
+                if per_step is None:
                     return
+                if exchange_at is not None:
+                    current = exchange_at
+                    change = changes[exchange_at]
+                    carry = (exchange_at, change.exchange("\n".join(per_step.get(exchange_at, []))))
+        except UnreachableError:
+            raise
+        except Exception as exc:  # plugin code (a backend's sign_csr, a lazy download) failed mid-apply
+            if not ran:
+                raise
+            detail = str(exc) if isinstance(exc, (MeshctlError, OperationError)) else f"{type(exc).__name__}: {exc}"
+            self._failed(result, current, f"step {current + 1}/{total} '{changes[current].op}': {detail}")
+            self._rollback(session, run_id, result)
 
     def _failed(self, result: HostResult, idx: int, error: str) -> None:
         result.status = "failed"
