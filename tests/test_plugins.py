@@ -417,6 +417,27 @@ def test_cli_option_on_a_command_that_takes_none_is_a_plugin_error(tmp_path):
     assert proc.returncode == 3, proc.stderr
 
 
+
+@pytest.mark.parametrize("name", ["remove", "plugins"])
+def test_a_plugin_option_named_like_an_engine_setting_is_refused_naming_the_plugin(tmp_path, name):
+    # It used to replace the engine's own setting in the shared options mapping and
+    # crash planning with an internal error.
+    (tmp_path / "opt_clash.py").write_text(textwrap.dedent(f"""\
+        import click
+        from meshctl.core.hookspecs import hookimpl
+
+        @hookimpl
+        def meshctl_cli_options(register):
+            register("plan", click.Option(["--{name}"], is_flag=True))
+    """))
+    (tmp_path / "mesh.yml").write_text(HOP_YML)
+    proc = run_meshctl("-p", "opt_clash", "plan", "-f", "mesh.yml", cwd=tmp_path,
+                       env=clean_env(PYTHONPATH=str(tmp_path)))
+    assert proc.returncode == 3, proc.stderr
+    assert "plugin 'opt_clash'" in proc.stderr and f"registers the option '{name}' for 'plan'" in proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr
+
+
 # -- the example plugin, in-process ------------------------------------------------
 
 @pytest.fixture

@@ -29,6 +29,10 @@ from meshctl.core.types import (
 )
 
 ENTRY_POINT_GROUP = "meshctl"
+# Keys of the options mapping plugins and the engine share: the engine's own settings
+# and what built-in commands pass (a plugin option of the same name would replace them).
+ENGINE_SETTINGS = frozenset({"apply_timeout", "cert_force", "cert_renew_within", "host_cache", "op_filter",
+                             "plugins", "probe_timeout", "remove"})
 DISABLE_AUTOLOAD_ENV = "MESHCTL_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "MESHCTL_TRACE_HOOKS"
 
@@ -183,8 +187,21 @@ class MeshctlPlugins:
         return self.pm.hook.meshctl_registry_credentials(registry=registry, node=node, topology=topology)
 
     def cli_options(self) -> list[tuple[str, Any]]:
+        """Plugin CLI options. Their values reach plugins through the same mapping as
+        the engine's own settings, so a name the engine uses is refused, naming the plugin."""
         opts: list[tuple[str, Any]] = []
-        self.pm.hook.meshctl_cli_options(register=lambda cmd, opt: opts.append((cmd, opt)))
+        for impl in self.pm.hook.meshctl_cli_options.get_hookimpls():
+            if impl.hookwrapper or impl.wrapper:
+                continue
+
+            def register(cmd: str, opt: Any, _plugin: str = impl.plugin_name) -> None:
+                if getattr(opt, "name", None) in ENGINE_SETTINGS:
+                    raise PluginError(f"plugin {_plugin!r} ({self.distribution_of(_plugin)}) registers the option "
+                                      f"{opt.name!r} for {cmd!r}, a name meshctl uses for its own settings "
+                                      f"({', '.join(sorted(ENGINE_SETTINGS))}): rename it")
+                opts.append((cmd, opt))
+
+            impl.function(register=register)
         return opts
 
     def register_commands(self, cli: Any) -> None:
