@@ -1,7 +1,7 @@
 """Cold and warm provision times of the podman lab mesh, and of the same mesh with
 20 execution nodes, measured side by side in one run.
 
-The lab mesh has 4 nodes: awx-task (control, unmanaged), hop01, exec01 and exec02.
+The lab mesh has 4 nodes, all managed: awx01 (control), hop01, exec01 and exec02.
 The large run adds execution nodes on ctl until there are --exec-nodes of them.
 Prints seconds per phase (warm: the median of --repeat runs), the ratio
 warm(large)/warm(lab) (target <= 2) and SSH round trips per host on a warm run
@@ -58,7 +58,7 @@ def measure(extra: int, repeat: int) -> dict:
     try:
         lab.up()
         roles = [h.role for h in lab.hosts if h.role]
-        out = {"managed": len(roles), "execution": roles.count("execution"), "mesh": len(roles) + 1}  # + awx-task
+        out = {"managed": len(roles), "execution": roles.count("execution"), "mesh": len(roles)}
         out["cold"], result = provision(lab, f"{extra}-cold")
         out["cold_changed"] = sum(h["changed"] for h in result["hosts"])
         small_mesh = None

@@ -49,6 +49,7 @@ class LabHost:
     peers: list[str] = field(default_factory=list)
     via: str | None = None
     nested: bool = False  # runs rootless podman (execution nodes)
+    from_control: bool = False  # peers_from_control_nodes: awx01 dials it
 
     @property
     def ssh_net(self) -> str:
@@ -57,9 +58,12 @@ class LabHost:
 
 def lab_hosts(extra_exec: int = 0) -> list[LabHost]:
     hosts = [
+        # awx01 is a control node meshctl provisions (AAP VM installs have them), set up the
+        # way awx-operator sets up AWX's receptor: it dials the nodes peered from control.
+        LabHost("awx01", ["ctl"], role="control"),
         # hop01 dials exec02: exec02's edge network has no route to hop01's ctl address.
-        LabHost("hop01", ["ctl", "edge"], role="hop", peers=["awx-task", "exec02"]),
-        LabHost("exec01", ["ctl", "isolated"], role="execution", peers=["hop01"], nested=True),
+        LabHost("hop01", ["ctl", "edge"], role="hop", peers=["exec02"], from_control=True),
+        LabHost("exec01", ["ctl", "isolated"], role="execution", peers=["hop01"], nested=True, from_control=True),
         LabHost("exec02", ["edge"], role="execution", via="hop01", nested=True),
         LabHost("target01", ["isolated"]),
         LabHost("registry01", ["ctl"]),
@@ -276,7 +280,7 @@ class Lab:
         with self.step("drift after a peer change"):
             mesh = self.work / "mesh.yml"
             original = mesh.read_text()
-            mesh.write_text(original.replace("    peers: [hop01]\n", "    peers: [hop01, awx-task]\n", 1))
+            mesh.write_text(original.replace("    peers: [hop01]\n", "    peers: [hop01, exec02]\n", 1))
             try:
                 plan = self.meshctl("plan", log_name="plan-drift.log").stdout
                 drifted = [ln.split(":")[0] for ln in plan.splitlines() if "-- drift: receptor.conf" in ln]
@@ -343,16 +347,16 @@ class Lab:
             f"python: {{wheelhouse: {self.wheels}}}   # lab hosts cannot reach PyPI: wheels made on this machine",
             *self._registries_yaml(),
             "nodes:",
-            "  - name: awx-task   # stands for the controller: this machine on the ctl network",
-            "    role: control",
-            "    managed: false",
-            f"    address: {self.subnets['ctl'].rsplit('.', 1)[0]}.1",
         ]
         for h in self.hosts:
             if h.role is None or (only is not None and h.name not in only):
                 continue
             ip = self.ips[h.name][h.ssh_net]
             lines += [f"  - name: {h.name}", f"    role: {h.role}", f"    address: {ip}"]
+            if h.role == "control":
+                lines += ["    managed: true", "    listener: false"]
+            if h.from_control:
+                lines.append("    peers_from_control_nodes: true")
             if h.peers:
                 lines.append(f"    peers: [{', '.join(h.peers)}]")
             if h.via:

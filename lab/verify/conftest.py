@@ -35,7 +35,7 @@ def connect(name: str):
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "mesh_host" in metafunc.fixturenames:
         metafunc.parametrize("mesh_host", MESH_HOSTS, ids=MESH_HOSTS)
-    for fixture, role in (("execution_host", "execution"), ("hop_host", "hop")):
+    for fixture, role in (("execution_host", "execution"), ("hop_host", "hop"), ("control_host", "control")):
         if fixture in metafunc.fixturenames:
             names = [n for n in MESH_HOSTS if INV["hosts"][n]["role"] == role]
             metafunc.parametrize(fixture, names, ids=names)
@@ -56,6 +56,12 @@ def xhost(execution_host):
 def hhost(hop_host):
     """A hop node, connected."""
     return connect(hop_host)
+
+
+@pytest.fixture
+def chost(control_host):
+    """A control node meshctl provisioned, connected."""
+    return connect(control_host)
 
 
 @pytest.fixture

@@ -41,3 +41,11 @@ def test_work_public_key_only_on_execution_nodes(host, node):
         assert f.contains("BEGIN PUBLIC KEY")
     else:
         assert not f.exists
+
+
+def test_work_private_key_only_on_control_nodes(host, node):
+    f = host.file("/etc/receptor/work_private_key.pem")
+    if node["role"] == "control":
+        assert f.exists and (f.user, f.group, f.mode) == ("awx", "awx", 0o600)
+    else:
+        assert not f.exists
