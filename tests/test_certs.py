@@ -696,3 +696,16 @@ def test_bundle_bad_yaml(good_members, tmp_path):
     members = {**good_members, ROOT + "group_vars/all.yml": b"receptor_port: [unclosed\n"}
     with pytest.raises(ValueError, match="group_vars/all.yml is not valid YAML"):
         C.read_awx_bundle(write_tar(tmp_path / "y.tar.gz", members))
+
+
+def test_awx_bundle_certificate_checked_at_a_given_time(ca, tmp_path, work_public_key):
+    ca_key, ca_cert, _ = ca
+    path = C.make_awx_bundle(tmp_path, host="e40", node_id="e40", role="execution", ca_key=ca_key,
+                             ca_cert=ca_cert, days=30, work_public_key_pem=work_public_key)
+    now = dt.datetime.now(dt.UTC)
+    assert C.read_awx_bundle(path, now=now + dt.timedelta(days=29)).node_id == "e40"
+    with pytest.raises(ValueError, match=r"^e40_install_bundle.tar.gz: receptor/tls/receptor.crt expired on "):
+        C.read_awx_bundle(path, now=now + dt.timedelta(days=31))
+    with pytest.raises(ValueError, match=r"receptor.crt is not valid before .* \(check this machine's clock"):
+        C.read_awx_bundle(path, now=now - dt.timedelta(days=1))
+

@@ -6,6 +6,7 @@ repository) holds them; bundles made by ``make_awx_bundle`` cover the rest."""
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path
 
@@ -220,3 +221,91 @@ def test_a_broken_bundle_with_an_odd_file_name_is_a_one_line_error(tmp_path):
     assert r.returncode == 2 and r.stdout == ""
     (line,) = r.stderr.strip().splitlines()
     assert line.startswith("error: ") and "not a tar archive" in line and "\\n- name: evil" in line
+
+
+# -- the bundle's certificate: in its validity, with the NodeID, chaining to the CA ---------
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def _bad_cert_bundles(ca, work_key, tmp_path):
+    import datetime as dt
+
+    ca_key, ca_cert = ca
+    other = C.create_ca("someone else's CA", "ecdsa-p256", 365)
+    common = dict(role="execution", ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
+    yield ("expired", C.make_awx_bundle(tmp_path / "expired.tar.gz", host="e20", node_id="e20",
+                                        not_before=_now() - dt.timedelta(days=10), days=3, **common),
+           "receptor/tls/receptor.crt expired on ")
+    yield ("future", C.make_awx_bundle(tmp_path / "future.tar.gz", host="e21", node_id="e21",
+                                       not_before=_now() + dt.timedelta(days=2), **common),
+           "receptor/tls/receptor.crt is not valid before ")
+    yield ("no-nodeid", C.make_awx_bundle(tmp_path / "no-nodeid.tar.gz", host="e22", node_id="e22",
+                                          with_node_id=False, **common),
+           "receptor/tls/receptor.crt has no Receptor NodeID otherName")
+    yield ("other-ca", C.make_awx_bundle(tmp_path / "other-ca.tar.gz", host="e23", node_id="e23", signer=other,
+                                         **common),
+           "receptor/tls/receptor.crt does not chain to receptor/tls/ca/mesh-CA.crt")
+
+
+@pytest.fixture(scope="module")
+def bad_cert_bundles(ca, work_key, tmp_path_factory):
+    return list(_bad_cert_bundles(ca, work_key, tmp_path_factory.mktemp("badcerts")))
+
+
+@pytest.mark.parametrize("which", ["expired", "future", "no-nodeid", "other-ca"])
+def test_import_refuses_a_bundle_whose_certificate_would_not_work(bad_cert_bundles, which):
+    ((_, bundle, message),) = [b for b in bad_cert_bundles if b[0] == which]
+    r = meshctl("import", "awx-bundle", str(bundle))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: {bundle.name}: {message}"), line
+
+
+@pytest.mark.parametrize("which", ["expired", "future", "no-nodeid", "other-ca"])
+def test_validate_refuses_a_bundle_whose_certificate_would_not_work(bad_cert_bundles, tmp_path, which):
+    ((_, bundle, message),) = [b for b in bad_cert_bundles if b[0] == which]
+    name = {"expired": "e20", "future": "e21", "no-nodeid": "e22", "other-ca": "e23"}[which]
+    (tmp_path / "mesh.yml").write_text(f"""\
+mesh: awx
+nodes:
+  - name: awx-task
+    role: control
+    managed: false
+    address: awx.example.com
+    listener: {{port: 27199}}
+  - name: {name}
+    role: execution
+    address: {name}.example.com
+    peers: [awx-task]
+    certificates:
+      backend: awx-bundle
+      options: {{bundle: {bundle}}}
+""")
+    r = meshctl("validate", cwd=tmp_path)
+    assert r.returncode == 2, r.stdout + r.stderr
+    located = [ln for ln in (r.stdout + r.stderr).splitlines() if message in ln]
+    assert located and re.match(r"^mesh\.yml:1[3-5]:\d+: ", located[0]), r.stdout + r.stderr
+
+
+def test_good_bundles_still_pass_the_certificate_checks(ca, work_key, tmp_path):
+    ca_key, ca_cert = ca
+    for layout in ("awx>=23", "awx<23"):
+        bundle = C.make_awx_bundle(tmp_path / f"{layout[3:5]}.tar.gz", host="192.0.2.30", node_id="e30",
+                                   role="execution", ca_key=ca_key, ca_cert=ca_cert, layout=layout,
+                                   work_public_key_pem=work_key)
+        assert C.read_awx_bundle(bundle).node_id == "e30"
+
+
+@needs_recorded
+def test_every_recorded_bundle_passes_the_certificate_checks():
+    bundles = sorted(RECORDED.glob("*_install_bundle.tar.gz"))
+    assert len(bundles) >= 5
+    for bundle in bundles:
+        b = C.read_awx_bundle(bundle)
+        status = C.inspect_cert(b.cert_pem, b.ca_pem)
+        assert status.chain_ok and b.node_id in status.node_ids, bundle
+        assert status.days_left > 365 * 9, bundle  # AWX 24.6.1 issued them for ten years in 2026

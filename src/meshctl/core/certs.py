@@ -847,9 +847,30 @@ def _port(value: Any) -> int | None:
     return None  # e.g. "None" rendered by an old AWX for a node without a listener
 
 
-def read_awx_bundle(path: str | os.PathLike[str]) -> AwxBundle:
+def awx_bundle_cert_problems(cert_pem: bytes, ca_pem: bytes, ca_member: str,
+                             now: dt.datetime | None = None) -> list[str]:
+    """Why receptor would refuse the bundle's certificate: outside its validity, no
+    NodeID otherName (receptor exits "nodeID=... not found"), not signed by the CA the
+    bundle ships (peers would refuse the TLS handshake). Empty when none of these."""
+    now = _utc(now)
+    status = inspect_cert(cert_pem, ca_pem, now=now)
+    out = []
+    if now > status.not_after:
+        out.append(f"{_CERT_MEMBER} expired on {status.not_after:%Y-%m-%d %H:%M} UTC: download a new bundle")
+    elif now < status.not_before:
+        out.append(f"{_CERT_MEMBER} is not valid before {status.not_before:%Y-%m-%d %H:%M} UTC "
+                   "(check this machine's clock, or AWX's)")
+    if not status.node_ids:
+        out.append(f"{_CERT_MEMBER} has no Receptor NodeID otherName ({NODEID_OID}) in its subjectAltName")
+    if status.chain_problems:
+        out.append(f"{_CERT_MEMBER} does not chain to {ca_member}: " + "; ".join(status.chain_problems))
+    return out
+
+
+def read_awx_bundle(path: str | os.PathLike[str], now: dt.datetime | None = None) -> AwxBundle:
     """Read an AWX install bundle safely (both layouts). ValueError naming the bundle and
-    the member for anything broken, missing, unsafe or oversized."""
+    the member for anything broken, missing, unsafe or oversized, and for a certificate
+    receptor would refuse (see :func:`awx_bundle_cert_problems`; ``now`` for its validity)."""
     path = Path(path)
     root, files = _strip_root(_bundle_files(path))
     prefix = f"{root}/" if root else ""
@@ -906,13 +927,12 @@ def read_awx_bundle(path: str | os.PathLike[str]) -> AwxBundle:
         except (ValueError, TypeError) as exc:
             raise _bundle_error(path, f"{names['work']} is not a PEM public key ({exc})") from None
 
-    status = inspect_cert(cert_pem)
-    node_id = status.node_ids[0] if status.node_ids else status.subject_cn
-    if not node_id:
-        raise _bundle_error(path, f"{_CERT_MEMBER} names no node (no NodeID otherName, no CN)")
+    problems = awx_bundle_cert_problems(cert_pem, ca_pem, names["ca"], now)
+    if problems:
+        raise _bundle_error(path, "; ".join(problems))
+    node_id = inspect_cert(cert_pem).node_ids[0]
     if not _BUNDLE_NODE_ID_RE.fullmatch(node_id):
-        field_name = "NodeID" if status.node_ids else "CN"
-        raise _bundle_error(path, f"{_CERT_MEMBER}: {field_name} {node_id!r} is not a valid receptor node id "
+        raise _bundle_error(path, f"{_CERT_MEMBER}: NodeID {node_id!r} is not a valid receptor node id "
                                   "(letters, digits, '.', '_', '@', '-'; at most 64 characters)")
 
     peers: list[tuple[str, str]] = []
@@ -1049,7 +1069,7 @@ def _stand_in_work_public_key() -> bytes:
 
 def _awx_node_cert(
     ca_key: CertificateIssuerPrivateKeyTypes, ca_cert: x509.Certificate, host: str, node_id: str,
-    key_type: KeyType, days: int,
+    key_type: KeyType, days: int, not_before: dt.datetime | None = None, with_node_id: bool = True,
 ) -> tuple[bytes, bytes]:
     """Key and certificate as AWX's generate_receptor_tls makes them: CN, SAN with DNS
     (or IP), NodeID otherName, no KU/EKU/AKI, valid from now, traditional key PEM."""
@@ -1058,10 +1078,11 @@ def _awx_node_cert(
     names: list[x509.GeneralName] = []
     if isinstance(host_name, x509.DNSName):
         names.append(host_name)
-    names.append(x509.OtherName(_NODEID, _der_utf8(node_id)))
+    if with_node_id:
+        names.append(x509.OtherName(_NODEID, _der_utf8(node_id)))
     if isinstance(host_name, x509.IPAddress):
         names.append(host_name)
-    now = dt.datetime.now(dt.UTC)
+    now = _utc(not_before)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_cn_name(node_id))
@@ -1095,6 +1116,9 @@ def make_awx_bundle(
     key_type: KeyType = "rsa2048",
     days: int = 3650,
     work_public_key_pem: bytes | None = None,
+    not_before: dt.datetime | None = None,
+    with_node_id: bool = True,
+    signer: tuple[CertificateIssuerPrivateKeyTypes, x509.Certificate] | None = None,
 ) -> Path:
     """Write an AWX-format install bundle (for tests and demos) and return its path.
 
@@ -1102,6 +1126,10 @@ def make_awx_bundle(
     files mirror what AWX renders for ``layout``; the node certificate is made like
     AWX makes it. ``work_public_key_pem`` defaults to a throwaway RSA 4096 public key.
     The file is created mode 0600: it holds the node's private key.
+
+    For bundles AWX would not make (tests of the checks): ``not_before`` (default now)
+    starts the validity, ``with_node_id=False`` leaves the NodeID otherName out, and
+    ``signer`` (key, certificate) signs the node certificate instead of the CA shipped.
     """
     if layout not in _LAYOUTS:
         raise ValueError(f"unknown layout {layout!r} (awx>=23 or awx<23)")
@@ -1114,7 +1142,8 @@ def make_awx_bundle(
         out = out / f"{host}_install_bundle.tar.gz"
     root = f"{host}_install_bundle"
     names = _LAYOUTS[layout]
-    key_pem, cert_pem = _awx_node_cert(ca_key, ca_cert, host, node_id, key_type, days)
+    sign_key, sign_cert = signer or (ca_key, ca_cert)
+    key_pem, cert_pem = _awx_node_cert(sign_key, sign_cert, host, node_id, key_type, days, not_before, with_node_id)
     if layout == "awx>=23":
         playbook = _PLAYBOOK_NEW % {"podman": _PODMAN_ROLE if role == "execution" else ""}
         group_vars = _group_vars_new(role, listener_port, listener_protocol, peers)

@@ -263,8 +263,12 @@ class AwxBundle:
         if self._bundle is None:
             try:
                 self._bundle = C.read_awx_bundle(self.path)
-            except (OSError, ValueError) as exc:
-                raise CertError(f"{self.path}: {exc}") from None
+            except OSError as exc:
+                raise CertError(f"{C.shown_path(self.path)}: {exc.strerror or exc}") from None
+            except ValueError as exc:
+                # Its message starts with the bundle's name: say the full path once.
+                detail = str(exc).removeprefix(C.shown_path(self.path.name) + ": ")
+                raise CertError(f"{C.shown_path(self.path)}: {detail}") from None
         return self._bundle
 
     def validate(self) -> list[str]:
