@@ -193,3 +193,106 @@ def test_alias_to_a_merged_mapping_keeps_its_overrides():
     assert diags == []
     assert loc.data["c"] == {"k": 3, "j": 2}
 
+
+# -- AAP inventories: range bombs, slow parses, lines of the INI file ------------------
+
+INVENTORY = """\
+[automationcontroller]
+ctrl1
+
+[execution_nodes]
+{line}
+"""
+
+
+def _inventory(tmp_path: Path, text: str, name: str = "inv.ini") -> Path:
+    p = tmp_path / name
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+@pytest.mark.parametrize("pattern", [
+    "exec[0:9999999].example.com",  # one range of 10 million hosts
+    "exec[0:99][0:99][0:99].example.com",  # nested: a million
+    "exec[a:z][a:z][a:z][0:9]",  # letters too: 175,760
+])
+def test_aap_host_range_bombs_are_refused(tmp_path, pattern):
+    p = _inventory(tmp_path, INVENTORY.format(line=pattern))
+    r = meshctl("import", "aap-inventory", str(p), timeout=30)
+    err = one_line_error(r)
+    assert err.startswith(f"error: {p}:5: host range {pattern!r} expands to more than 10000 hosts"), err
+
+
+def test_aap_host_ranges_total_is_bounded_too(tmp_path):
+    lines = "\n".join(f"g{i}-[0:999]" for i in range(11))  # 11 x 1,000 hosts
+    p = _inventory(tmp_path, INVENTORY.format(line=lines))
+    r = meshctl("import", "aap-inventory", str(p), timeout=30)
+    # ctrl1 plus ten lines of 1,000: line 14 is one host too many
+    assert one_line_error(r).startswith(f"error: {p}:14: the inventory has more than 10000 hosts")
+
+
+def test_aap_range_with_unicode_digits_is_an_error(tmp_path):
+    p = _inventory(tmp_path, INVENTORY.format(line="exec[²:³]"))
+    r = meshctl("import", "aap-inventory", str(p))
+    assert one_line_error(r).startswith(f"error: {p}:5: bad host range [²:³]")
+
+
+@pytest.mark.parametrize("text", [
+    "[all:vars]\nfoo=a" + " " * 100_000 + "b\n" + INVENTORY.format(line="exec1"),
+    INVENTORY.format(line="exec1" + "[" * 100_000),
+    INVENTORY.format(line="exec1" + "[0:" * 50_000),
+])
+def test_aap_parser_is_linear(tmp_path, text):
+    import time
+
+    p = _inventory(tmp_path, text)
+    start = time.monotonic()
+    r = meshctl("import", "aap-inventory", str(p), timeout=30)
+    assert time.monotonic() - start < 15
+    assert r.returncode in (0, 2), r.stderr
+    assert len(r.stderr) < 1000, r.stderr[:300]  # a message quotes a little, not 100 kB
+
+
+@pytest.mark.parametrize("line,message", [
+    ("exec1 ansible_port=²", "ansible_port must be a port number (1-65535), got '²'"),
+    ("exec1:²", "ansible_port must be a port number (1-65535), got '²'"),
+    ("exec1 ansible_port=２２", "ansible_port must be a port number (1-65535), got '２２'"),
+    ("exec1 ansible_user='bad user'", "ansible_user 'bad user' is not a user name"),
+    ("exec1 ansible_user=-oProxyCommand=x", "ansible_user '-oProxyCommand=x' is not a user name"),
+    ("exec1 ansible_host='bad host'", "ansible_host 'bad host' is not a hostname or IP address"),
+    ("exec1 ansible_host=-oProxyCommand=x", "ansible_host '-oProxyCommand=x' is not a hostname"),
+    ("exec1 routable_hostname=a..b", "routable_hostname 'a..b' is not a hostname or IP address"),
+    ("localhost", "node name 'localhost' is reserved by receptor"),
+])
+def test_aap_values_are_checked_at_the_ini_line(tmp_path, line, message):
+    p = _inventory(tmp_path, INVENTORY.format(line=line))
+    r = meshctl("import", "aap-inventory", str(p))
+    err = one_line_error(r)
+    assert err.startswith(f"error: {p}:5: {message}"), err
+    assert "<converted" not in err
+
+
+def test_aap_bom_does_not_shift_lines(tmp_path):
+    p = tmp_path / "bom.ini"
+    p.write_bytes(b"\xef\xbb\xbf" + INVENTORY.format(line="exec1 ansible_port=x").encode())
+    r = meshctl("import", "aap-inventory", str(p))
+    assert one_line_error(r).startswith(f"error: {p}:5: ansible_port must be a port number")
+    p.write_bytes(b"\xef\xbb\xbf" + INVENTORY.format(line="exec1").encode())
+    r = meshctl("import", "aap-inventory", str(p))
+    assert r.returncode == 0 and "name: exec1" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("user", ['"root\\n"', "'bad user'", "-oProxyCommand=x", "'a;b'", "x" * 33])
+def test_topology_ssh_user_is_a_user_name(tmp_path, user):
+    p = tmp_path / "mesh.yml"
+    p.write_text(NODE_PORT.format(port=22).replace("ssh: {port: 22}", f"ssh: {{port: 22, user: {user}}}"))
+    r = meshctl("validate", "-f", str(p))
+    assert f"{p}:11:" in one_line_error(r) and "ssh.user: " in r.stderr and "is not a user name" in r.stderr
+
+
+def test_topology_ssh_user_accepts_real_names(tmp_path, plugins):
+    from meshctl.core.topology import parse_topology
+
+    for user in ("cloud-user", "ec2_user", "john.doe", "alice@EXAMPLE.COM", "_svc"):
+        parse_topology(NODE_PORT.format(port=22).replace("{port: 22}", f"{{port: 22, user: {user}}}"),
+                       "m.yml", plugins)

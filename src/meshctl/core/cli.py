@@ -306,11 +306,11 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
     @click.pass_obj
     def import_aap(state: State, inventory: Path, out: Path | None) -> None:
         """Convert an AAP installer INI inventory into mesh.yml."""
-        from meshctl.core.importers import aap_inventory_to_yaml
-        from meshctl.core.topology import parse_topology
+        from meshctl.core.importers import aap_inventory_convert
 
-        text = aap_inventory_to_yaml(inventory)
-        parse_topology(text, f"<converted {inventory}>", state.plugins)  # never emit an invalid file
+        converted = aap_inventory_convert(inventory)
+        converted.check(state.plugins)  # never emit an invalid file
+        text = converted.text
         if out is not None:
             out.write_text(text)
             state.err.print(f"wrote {out}")

@@ -3,6 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+#: How much of a value a message quotes: enough to find it, not a megabyte of input.
+QUOTE_LIMIT = 200
+
+
+def shorten(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, cut in the middle when longer than about ``limit`` characters."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 40]}...{text[-20:]} ({len(text)} characters)"
 
 
 class MeshctlError(Exception):

@@ -11,6 +11,8 @@ inventory line (``FILE:LINE: message``).
 from __future__ import annotations
 
 import ast
+import itertools
+import math
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -20,9 +22,17 @@ from typing import Any
 
 import yaml
 
-from meshctl.core.errors import UsageError
+from meshctl.core.errors import TopologyError, UsageError
+from meshctl.core.errors import shorten as _q
 from meshctl.core.files import INVENTORY_LIMIT, read_text
-from meshctl.core.topology import _MESH_NAME_RE, _NODE_ID_RE, DEFAULT_LISTENER_PORT
+from meshctl.core.topology import (
+    _MESH_NAME_RE,
+    _NODE_ID_RE,
+    DEFAULT_LISTENER_PORT,
+    USER_GRAMMAR,
+    valid_address,
+    valid_user,
+)
 
 CONTROLLER_GROUP = "automationcontroller"
 EXECUTION_GROUP = "execution_nodes"
@@ -59,7 +69,12 @@ IGNORED_RECEPTOR_VARS = (
 
 _SECTION_RE = re.compile(r"^\[([^\]\s:]+)(?::([^\]\s]+))?\]\s*(?:[#;].*)?$")
 _GROUP_NAME_RE = re.compile(r"^[^\s\[\]:=]+$")
-_RANGE_RE = re.compile(r"\[([^\]:]*):([^\]:]*)(?::(\d+))?\]")
+# No "[" inside a range: each one starts at most one attempt, so search is linear.
+_RANGE_RE = re.compile(r"\[([^\[\]:]*):([^\[\]:]*)(?::([^\[\]:]*))?\]")
+# An unquoted value ends at an inline comment: whitespace then "#" or ";".
+_INLINE_COMMENT_RE = re.compile(r"(?<=\s)[#;]")
+#: Hosts one inventory may define (ranges included): far more than any mesh.
+MAX_HOSTS = 10_000
 _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 _FLOW_WIDTH = 88
@@ -118,26 +133,49 @@ def _value(raw: str) -> Any:
     return raw  # keep numbers/bools as written; we convert where a type is needed
 
 
-def _expand_ranges(pattern: str, file: str, line: int) -> list[str]:
-    """``exec[01:03].x`` -> exec01.x, exec02.x, exec03.x (Ansible host ranges)."""
-    match = _RANGE_RE.search(pattern)
-    if match is None:
-        return [pattern]
-    start, end, step_text = match.group(1), match.group(2), match.group(3)
+def _range_items(start: str, end: str, step_text: str | None, pattern: str, file: str,
+                 line: int) -> range | list[str] | None:
+    if step_text is not None and not (step_text.isascii() and step_text.isdigit() and len(step_text) <= 6):
+        raise UsageError(f"{file}:{line}: bad host range step {_q(step_text)} in {_q(pattern)}")
     step = int(step_text) if step_text else 1
     if step < 1:
-        raise UsageError(f"{file}:{line}: host range step must be at least 1 in {pattern!r}")
-    if start.isdigit() and end.isdigit():
-        width = len(start) if start.startswith("0") else 0
-        items = [str(i).zfill(width) for i in range(int(start), int(end) + 1, step)]
-    elif len(start) == 1 and len(end) == 1 and start.isalpha() and end.isalpha():
-        items = [chr(c) for c in range(ord(start), ord(end) + 1, step)]
-    else:
-        raise UsageError(f"{file}:{line}: bad host range [{start}:{end}] in {pattern!r}")
-    if not items:
-        raise UsageError(f"{file}:{line}: empty host range in {pattern!r}")
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [name for item in items for name in _expand_ranges(head + item + tail, file, line)]
+        raise UsageError(f"{file}:{line}: host range step must be at least 1 in {_q(pattern)}")
+    # ASCII only: "²".isdigit() is true but int("²") fails.
+    if (start.isascii() and end.isascii() and start.isdigit() and end.isdigit()
+            and len(start) <= 18 and len(end) <= 18):
+        return range(int(start), int(end) + 1, step)
+    if len(start) == 1 and len(end) == 1 and start.isascii() and end.isascii() \
+            and start.isalpha() and end.isalpha():
+        return [chr(c) for c in range(ord(start), ord(end) + 1, step)]
+    return None
+
+
+def _expand_ranges(pattern: str, file: str, line: int) -> list[str]:
+    """``exec[01:03].x`` -> exec01.x, exec02.x, exec03.x (Ansible host ranges). The
+    expansion is counted before it is built: at most :data:`MAX_HOSTS` names."""
+    parts: list[list[str] | range] = []
+    widths: list[int] = []
+    pos = 0
+    for match in _RANGE_RE.finditer(pattern):
+        start, end, step_text = match.group(1), match.group(2), match.group(3)
+        items = _range_items(start, end, step_text, pattern, file, line)
+        if items is None:
+            raise UsageError(f"{file}:{line}: bad host range [{_q(start)[1:-1]}:{_q(end)[1:-1]}] "
+                             f"in {_q(pattern)}")
+        if not items:
+            raise UsageError(f"{file}:{line}: empty host range in {_q(pattern)}")
+        parts += [[pattern[pos:match.start()]], items]
+        widths += [0, len(start) if isinstance(items, range) and start.startswith("0") else 0]
+        pos = match.end()
+    if not parts:
+        return [pattern]
+    parts.append([pattern[pos:]])
+    widths.append(0)
+    if math.prod(len(p) for p in parts) > MAX_HOSTS:
+        raise UsageError(f"{file}:{line}: host range {_q(pattern)} expands to more than "
+                         f"{MAX_HOSTS} hosts")
+    texts = [[str(i).zfill(w) if isinstance(i, int) else i for i in p] for p, w in zip(parts, widths, strict=True)]
+    return ["".join(combo) for combo in itertools.product(*texts)]
 
 
 def _parse_ini(text: str, file: str) -> _Inventory:
@@ -151,7 +189,7 @@ def _parse_ini(text: str, file: str) -> _Inventory:
         if line.startswith("["):
             match = _SECTION_RE.match(line)
             if match is None:
-                raise inv.error(lineno, f"cannot parse section header {line!r}")
+                raise inv.error(lineno, f"cannot parse section header {_q(line)}")
             suffix = match.group(2)
             if suffix is not None and suffix not in ("vars", "children"):
                 raise inv.error(lineno, f"unknown section type ':{suffix}' (expected :vars or :children)")
@@ -163,7 +201,7 @@ def _parse_ini(text: str, file: str) -> _Inventory:
         elif kind == "children":
             name = line.split("#", 1)[0].split(";", 1)[0].strip()
             if not _GROUP_NAME_RE.match(name):
-                raise inv.error(lineno, f"expected a group name in [{group.name}:children], got {line!r}")
+                raise inv.error(lineno, f"expected a group name in [{group.name}:children], got {_q(line)}")
             inv.group(name, lineno)
             group.children.setdefault(name, lineno)
         else:
@@ -175,10 +213,13 @@ def _parse_var_line(inv: _Inventory, group: _Group, line: str, lineno: int) -> N
     key, sep, rest = line.partition("=")
     key, rest = key.strip(), rest.strip()
     if not sep or not key or " " in key:
-        raise inv.error(lineno, f"expected key=value in [{group.name}:vars], got {line!r}")
+        raise inv.error(lineno, f"expected key=value in [{group.name}:vars], got {_q(line)}")
     if rest[:1] not in ("'", '"', "["):
-        # An unquoted value ends at an inline comment (" # ...").
-        rest = re.split(r"\s+[#;]", rest, maxsplit=1)[0]
+        # An unquoted value ends at an inline comment (" # ..."); a search, not a
+        # split on r"\s+[#;]", which backtracks quadratically over long blanks.
+        comment = _INLINE_COMMENT_RE.search(rest)
+        if comment is not None:
+            rest = rest[: comment.start()].rstrip()
     group.vars[key] = _Var(_value(rest), lineno)
 
 
@@ -199,11 +240,13 @@ def _parse_host_line(inv: _Inventory, group: _Group, line: str, lineno: int) -> 
     for token in assignments:
         key, sep, value = token.partition("=")
         if not sep or not key:
-            raise inv.error(lineno, f"expected key=value after host {pattern!r}, got {token!r}")
+            raise inv.error(lineno, f"expected key=value after host {_q(pattern)}, got {_q(token)}")
         host_vars[key] = _Var(_value(value), lineno)
     for host_name in _expand_ranges(pattern, inv.file, lineno):
         host = inv.hosts.get(host_name)
         if host is None:
+            if len(inv.hosts) >= MAX_HOSTS:
+                raise inv.error(lineno, f"the inventory has more than {MAX_HOSTS} hosts")
             host = inv.hosts[host_name] = _Host(host_name, lineno)
         host.vars.update(host_vars)
         group.hosts.setdefault(host_name, lineno)
@@ -318,6 +361,7 @@ def _text(var: _Var | None) -> str | None:
 class _MeshNode:
     name: str
     role: str
+    line: int = 0  # the inventory line that first lists the host
     address: str | None = None
     ssh: dict[str, Any] = field(default_factory=dict)
     listener: dict[str, Any] = field(default_factory=dict)
@@ -332,9 +376,21 @@ class _MeshNode:
 
 def _port(inv: _Inventory, var: _Var, what: str) -> int:
     text = _text(var) or ""
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
-        raise inv.error(var.line, f"{what} must be a port number (1-65535), got {text!r}")
+    # ASCII digits only: int() also reads "２７１９９" and fails on "²".
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
+        raise inv.error(var.line, f"{what} must be a port number (1-65535), got {_q(text)}")
     return int(text)
+
+
+def _address(inv: _Inventory, values: dict[str, _Var], names: tuple[str, ...]) -> str | None:
+    """The first of ``names`` set, checked: peers dial it and ssh connects to it."""
+    for name in names:
+        if name in values:
+            text = _text(values[name])
+            if not text or not valid_address(text):
+                raise inv.error(values[name].line, f"{name} {_q(text)} is not a hostname or IP address")
+            return text
+    return None
 
 
 def _bool(inv: _Inventory, var: _Var, what: str) -> bool:
@@ -343,7 +399,7 @@ def _bool(inv: _Inventory, var: _Var, what: str) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise inv.error(var.line, f"{what} must be true or false, got {text!r}")
+    raise inv.error(var.line, f"{what} must be true or false, got {_q(text)}")
 
 
 def _ssh_values(inv: _Inventory, values: dict[str, _Var]) -> dict[str, Any]:
@@ -356,6 +412,12 @@ def _ssh_values(inv: _Inventory, values: dict[str, _Var]) -> dict[str, Any]:
             out[key] = _port(inv, var, names[0])
         elif key == "become":
             out[key] = _bool(inv, var, names[0])
+        elif key == "user":
+            user = _text(var) or ""
+            if not valid_user(user):
+                name = next(n for n in names if n in values)
+                raise inv.error(var.line, f"{name} {_q(user)} is not a user name ({USER_GRAMMAR})")
+            out[key] = user
         else:
             out[key] = _text(var)
     return out
@@ -368,7 +430,7 @@ def _listener_values(inv: _Inventory, values: dict[str, _Var]) -> dict[str, Any]
     if (var := values.get("receptor_listener_protocol")) is not None:
         proto = (_text(var) or "").lower()
         if proto not in ("tcp", "ws"):
-            raise inv.error(var.line, f"receptor_listener_protocol {proto!r} is not supported "
+            raise inv.error(var.line, f"receptor_listener_protocol {_q(proto)} is not supported "
                             "(meshctl supports tcp and ws)")
         out["protocol"] = proto
     return out
@@ -422,7 +484,36 @@ def _sanitize_mesh_name(stem: str) -> str:
     return name or "mesh"
 
 
+@dataclass
+class Converted:
+    """mesh.yml text and, per line of it, the inventory line it came from (0: none)."""
+
+    text: str
+    file: str
+    lines: list[int]
+
+    def check(self, plugins: Any = None) -> None:
+        """Validate the text as a topology; an error names the inventory's own line
+        (``FILE:LINE: message``), not a line of the converted text."""
+        from meshctl.core.topology import parse_topology
+
+        try:
+            parse_topology(self.text, self.file, plugins)
+        except TopologyError as exc:
+            errors = [d for d in exc.diagnostics if d.severity == "error"]
+            first = errors[0]
+            line = self.lines[first.line - 1] if 0 < first.line <= len(self.lines) else 0
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            where = f"{self.file}:{line}" if line else self.file
+            raise UsageError(f"{where}: {first.message}{more}") from None
+
+
 def aap_inventory_to_yaml(path: str | Path) -> str:
+    """:func:`aap_inventory_convert`'s text."""
+    return aap_inventory_convert(path).text
+
+
+def aap_inventory_convert(path: str | Path) -> Converted:
     """Convert an AAP installer INI inventory into mesh.yml text.
 
     Mapping (AAP -> mesh.yml):
@@ -472,7 +563,8 @@ def aap_inventory_to_yaml(path: str | Path) -> str:
     if not nodes:
         raise UsageError(f"{file}: no mesh nodes: no host is in [{CONTROLLER_GROUP}] "
                          f"or [{EXECUTION_GROUP}]")
-    return _emit(inv, nodes, default_ssh, p.stem)
+    text, lines = _emit(inv, nodes, default_ssh, p.stem)
+    return Converted(text, file, lines)
 
 
 def _node_role(inv: _Inventory, res: _Resolver, host: _Host) -> str | None:
@@ -481,7 +573,7 @@ def _node_role(inv: _Inventory, res: _Resolver, host: _Host) -> str | None:
     if not installer:
         return None
     if len(installer) > 1:
-        raise inv.error(host.line, f"host {host.name!r} is in both [{CONTROLLER_GROUP}] and "
+        raise inv.error(host.line, f"host {_q(host.name)} is in both [{CONTROLLER_GROUP}] and "
                         f"[{EXECUTION_GROUP}]; a node has one type")
     allowed = NODE_TYPES[installer[0]]
     var = _first(res.host_vars(host.name), NODE_TYPE_VARS)
@@ -489,7 +581,7 @@ def _node_role(inv: _Inventory, res: _Resolver, host: _Host) -> str | None:
         return allowed[0]
     node_type = (_text(var) or "").lower()
     if node_type not in allowed:
-        raise inv.error(var.line, f"unknown node_type {node_type!r} for host {host.name!r} "
+        raise inv.error(var.line, f"unknown node_type {_q(node_type)} for host {_q(host.name)} "
                         f"in [{installer[0]}] (expected {' or '.join(allowed)})")
     return node_type
 
@@ -504,13 +596,13 @@ def _build_nodes(inv: _Inventory, res: _Resolver) -> tuple[list[_MeshNode], dict
         role = _node_role(inv, res, host)
         if role is None:
             continue
-        if not _NODE_ID_RE.match(host.name):
-            raise inv.error(host.line, f"host name {host.name!r} is not a valid receptor node id "
+        if not _NODE_ID_RE.fullmatch(host.name):
+            raise inv.error(host.line, f"host name {_q(host.name)} is not a valid receptor node id "
                             "(letters, digits, '.', '_', '@', '-')")
         values = res.host_vars(host.name)
-        node = nodes[host.name] = _MeshNode(host.name, role)
-        ansible_host = _text(_first(values, HOST_VARS))
-        address = _text(values.get("routable_hostname")) or ansible_host or host.name
+        node = nodes[host.name] = _MeshNode(host.name, role, host.line)
+        ansible_host = _address(inv, values, HOST_VARS)
+        address = _address(inv, values, ("routable_hostname",)) or ansible_host or host.name
         if address != host.name:
             node.address = address
         listener = _listener_values(inv, values)
@@ -554,10 +646,10 @@ def _add_peers(inv: _Inventory, res: _Resolver, nodes: dict[str, _MeshNode]) -> 
             elif name in nodes:
                 targets = [name]
             elif name in inv.hosts:
-                raise inv.error(var.line, f"peers of {node.name!r} names {name!r}, which is not "
+                raise inv.error(var.line, f"peers of {_q(node.name)} names {_q(name)}, which is not "
                                 f"in [{CONTROLLER_GROUP}] or [{EXECUTION_GROUP}]")
             else:
-                raise inv.error(var.line, f"peers of {node.name!r} names {name!r}, "
+                raise inv.error(var.line, f"peers of {_q(node.name)} names {_q(name)}, "
                                 "which is neither a host nor a group of this inventory")
             for target in targets:
                 if target == node.name or target in listed:
@@ -608,7 +700,7 @@ def _add_instance_groups(inv: _Inventory, res: _Resolver, nodes: dict[str, _Mesh
                 continue
             if node.role not in ("execution", "hybrid"):
                 line = group.hosts.get(host, group.line)
-                raise inv.error(line, f"{node.role} node {host!r} is in [{group.name}], but only "
+                raise inv.error(line, f"{node.role} node {_q(host)} is in [{group.name}], but only "
                                 "execution and hybrid nodes run jobs in instance groups")
             if ig not in node.instance_groups:
                 node.instance_groups.append(ig)
@@ -662,13 +754,14 @@ def _comment_lines(text: str, indent: str = "") -> list[str]:
     return [f"{indent}# {line}" for line in lines]
 
 
-def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any], stem: str) -> str:
+def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any],
+          stem: str) -> tuple[str, list[int]]:
     all_vars = inv.groups["all"].vars
     mesh_var = all_vars.get(MESH_NAME_VAR)
     if mesh_var is not None:
         mesh = _text(mesh_var) or ""
-        if not _MESH_NAME_RE.match(mesh):
-            raise inv.error(mesh_var.line, f"{MESH_NAME_VAR} {mesh!r} must be letters, digits, "
+        if not _MESH_NAME_RE.fullmatch(mesh):
+            raise inv.error(mesh_var.line, f"{MESH_NAME_VAR} {_q(mesh)} must be letters, digits, "
                             "'.', '_' or '-' (max 63)")
     else:
         mesh = _sanitize_mesh_name(stem)
@@ -676,6 +769,11 @@ def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any], 
     # Not wrapped: a path cut in two is hard to copy. A newline would end the comment.
     source = inv.file.replace("\r", "\\r").replace("\n", "\\n")
     out = [f"# Generated by meshctl from the AAP installer inventory {source}"]
+    src: list[int] = []  # src[i]: the inventory line out[i] came from
+
+    def mark(line: int) -> None:
+        src.extend([line] * (len(out) - len(src)))
+
     skipped = [h for h in inv.hosts if h not in {n.name for n in nodes}]
     if skipped:
         out += _comment_lines(f"Not mesh nodes (not in [{CONTROLLER_GROUP}] or "
@@ -685,7 +783,9 @@ def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any], 
     if ignored:
         out += _comment_lines(f"Installer settings with no mesh.yml equivalent, not imported: "
                               f"{', '.join(ignored)}.")
+    mark(0)
     out.append(f"mesh: {_scalar(mesh)}")
+    mark(mesh_var.line if mesh_var is not None else 0)
 
     out.append("defaults:")
     if default_ssh:
@@ -696,7 +796,7 @@ def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any], 
     if (var := all_vars.get("receptor_log_level")) is not None:
         level = (_text(var) or "").lower()
         if level not in ("error", "warning", "info", "debug"):
-            raise inv.error(var.line, f"receptor_log_level {level!r} must be error, warning, "
+            raise inv.error(var.line, f"receptor_log_level {_q(level)} must be error, warning, "
                             "info or debug")
         receptor["log_level"] = level
     if (var := all_vars.get("receptor_mintls13")) is not None:
@@ -704,7 +804,9 @@ def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any], 
     if receptor:
         out += _map_lines("receptor", receptor, "")
 
+    mark(0)
     out.append("nodes:")
+    mark(0)
     for node in nodes:
         out.append(f"  - name: {_scalar(node.name)}")
         ind = "    "
@@ -723,7 +825,8 @@ def _emit(inv: _Inventory, nodes: list[_MeshNode], default_ssh: dict[str, Any], 
             out += _map_lines("ssh", node.ssh, ind)
         if node.instance_groups:
             out += _list_lines("instance_groups", node.instance_groups, ind)
-    return "\n".join(out) + "\n"
+        mark(node.line)
+    return "\n".join(out) + "\n", src
 
 
-__all__ = ["aap_inventory_to_yaml"]
+__all__ = ["Converted", "aap_inventory_convert", "aap_inventory_to_yaml"]

@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 from meshctl.core import yamlpos
-from meshctl.core.errors import Diagnostic, TopologyError
+from meshctl.core.errors import Diagnostic, TopologyError, shorten
 from meshctl.core.files import TOPOLOGY_LIMIT, read_text
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -48,6 +48,24 @@ class SSHSettings(StrictModel):
     become: bool | None = None
     via: str | None = None
     connect_timeout: Annotated[float, Field(gt=0, le=600)] | None = None
+
+    @field_validator("user")
+    @classmethod
+    def _user(cls, value: str | None) -> str | None:
+        if value is not None and not valid_user(value):
+            raise ValueError(f"{shorten(value)} is not a user name ({USER_GRAMMAR})")
+        return value
+
+
+# POSIX portable user names (letters, digits, '.', '_', '-', not starting with '-'),
+# 32 at most as useradd allows, plus "@realm" for directory (SSSD) users.
+_USER_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,31}(?:@[A-Za-z0-9][A-Za-z0-9.-]{0,252})?")
+USER_GRAMMAR = "letters, digits, '.', '_', '-', not starting with '-', at most 32; optionally @REALM"
+
+
+def valid_user(value: str) -> bool:
+    """A POSIX user name (fullmatch: "$" would accept a trailing newline)."""
+    return _USER_RE.fullmatch(value) is not None
 
 
 class Listener(StrictModel):
