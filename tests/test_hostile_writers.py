@@ -61,19 +61,11 @@ def chunks(strings: list[str], size: int = 7):
 
 # -- receptor.conf's YAML scalar (receptor.py is tested here, not changed) ---------------
 
-_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
-
-
-def _known_scalar_bug(s: str) -> bool:
-    """The three cases the xfail tests below pin down (receptor.py's owner fixes them)."""
-    return bool(_ASTRAL.search(s)) or s.endswith(("\n", ":"))
 
 
 def test_receptor_scalar_round_trips_through_pyyaml():
     checked = 0
     for s in hostile_strings(seed=1, count=4000):
-        if _known_scalar_bug(s):
-            continue
         written = scalar(s)
         assert len(written.splitlines()) == 1, repr(written)
         assert yaml.safe_load(written) == s, (s, written)
@@ -83,20 +75,14 @@ def test_receptor_scalar_round_trips_through_pyyaml():
     assert checked > 2000
 
 
-@pytest.mark.xfail(strict=True, reason="receptor.scalar writes characters outside the BMP as JSON surrogate "
-                   "pairs (json.dumps), which YAML reads as two lone surrogates; owner of receptor.py to fix")
 def test_receptor_scalar_round_trips_characters_outside_the_bmp():
     assert yaml.safe_load(scalar("\U0001F600")) == "\U0001F600"
 
 
-@pytest.mark.xfail(strict=True, reason="receptor._PLAIN ends in '$', which matches before a trailing newline: "
-                   "'end\\n' is written plain and read back as 'end'; owner of receptor.py to fix (fullmatch)")
 def test_receptor_scalar_keeps_a_trailing_newline():
     assert yaml.safe_load(f"k: {scalar('end' + chr(10))}\n") == {"k": "end\n"}
 
 
-@pytest.mark.xfail(strict=True, reason="receptor._PLAIN allows a trailing ':', and 'k: X:' is not the string "
-                   "'X:' in YAML; owner of receptor.py to fix (quote values ending in ':')")
 def test_receptor_scalar_quotes_a_trailing_colon():
     assert yaml.safe_load(f"k: {scalar('X:')}\n") == {"k": "X:"}
 

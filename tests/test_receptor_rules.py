@@ -267,3 +267,12 @@ def test_log_is_rotated_by_copy_and_truncate(plugins):
     rot = ops_of(plugins, BASE, "exec01.example.com")["file:/etc/logrotate.d/receptor"].content
     assert rot.startswith("# Managed by meshctl.\n/var/log/receptor/receptor.log {")
     assert "    copytruncate\n" in rot
+
+
+@pytest.mark.parametrize("field,value", [("name", "exec01.example.com\\n"), ("address", "e.example.com\\n")])
+def test_a_trailing_newline_is_not_a_valid_name_or_address(plugins, field, value):
+    # The patterns used to end in "$", which matches before a final newline.
+    text = BASE.replace("  - name: exec01.example.com\n",
+                        f'  - name: {"exec01.example.com" if field == "address" else chr(34) + value + chr(34)}\n'
+                        + (f'    address: "{value}"\n' if field == "address" else ""))
+    assert any("is not a valid" in e for e in errors(plugins, text))

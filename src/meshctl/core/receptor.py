@@ -8,6 +8,8 @@ from typing import Any
 
 import jinja2
 
+from meshctl.core.writers import yaml_string
+
 CONF_DIR = "/etc/receptor"
 CONF_FILE = f"{CONF_DIR}/receptor.conf"
 TLS_DIR = f"{CONF_DIR}/tls"
@@ -69,7 +71,8 @@ class Octal(int):
     """An int written in octal (``permissions: 0660``), as receptor's docs show it."""
 
 
-_PLAIN = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./:@\[\]-]*$")
+# Used with fullmatch ("$" would allow a trailing newline); no trailing ':' ("k: X:" is not "X:").
+_PLAIN = re.compile(r"[A-Za-z0-9_/](?:[A-Za-z0-9_./:@\[\]-]*[A-Za-z0-9_./@\[\]-])?")
 # receptor reads YAML with yaml.v2, which resolves any plain scalar that Go's
 # ParseInt(s, 0, 64) or ParseFloat accepts (0x1f, 0b101, 0o17, 1_000, 1e3) and
 # YAML 1.1 booleans: quote everything starting with a digit or a sign.
@@ -88,9 +91,9 @@ def scalar(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        if _PLAIN.match(value) and not _RESERVED.match(value):
+        if _PLAIN.fullmatch(value) and not _RESERVED.match(value):
             return value
-        return json.dumps(value)
+        return yaml_string(value)
     return json.dumps(value)
 
 

@@ -28,9 +28,10 @@ from meshctl.core.files import TOPOLOGY_LIMIT, read_text
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 # The node id is the certificate's CN, which X.509 caps at 64 characters.
-_NODE_ID_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,63})$")
-_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_MESH_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+# Used with fullmatch: "$" alone would let a trailing newline through.
+_NODE_ID_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._@-]{0,63})")
+_LABEL_RE = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_MESH_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 
 
 class StrictModel(BaseModel):
@@ -435,7 +436,7 @@ def valid_address(value: str) -> bool:
     labels = value.rstrip(".").split(".")
     if all(label.isdigit() for label in labels):
         return False  # "300.1.2.3" is a bad IP, not a hostname
-    return all(_LABEL_RE.match(label) for label in labels)
+    return all(_LABEL_RE.fullmatch(label) for label in labels)
 
 
 def _listener_path(loc: yamlpos.Located, node: Node) -> tuple:
@@ -475,14 +476,14 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
     def err(path: tuple, msg: str, severity: str = "error", key: bool = False) -> None:
         out.append(loc.diag(path, msg, severity, key=key))
 
-    if not _MESH_NAME_RE.match(topo.mesh):
+    if not _MESH_NAME_RE.fullmatch(topo.mesh):
         err(("mesh",), f"mesh name {topo.mesh!r} must be letters, digits, '.', '_' or '-' (max 63)")
 
     roles = plugins.roles() if plugins is not None else None
     by_name: dict[str, Node] = {}
     for node in topo.nodes:
         base = ("nodes", node.index)
-        if not _NODE_ID_RE.match(node.name):
+        if not _NODE_ID_RE.fullmatch(node.name):
             err(base + ("name",), f"node name {node.name!r} is not a valid receptor node id "
                 "(letters, digits, '.', '_', '@', '-'; no spaces; at most 64 characters)")
         elif node.name.lower() == "localhost":
