@@ -276,3 +276,11 @@ def test_a_trailing_newline_is_not_a_valid_name_or_address(plugins, field, value
                         f'  - name: {"exec01.example.com" if field == "address" else chr(34) + value + chr(34)}\n'
                         + (f'    address: "{value}"\n' if field == "address" else ""))
     assert any("is not a valid" in e for e in errors(plugins, text))
+
+
+def test_csr_script_refuses_a_node_id_with_a_trailing_newline():
+    # The id ends up in openssl's -subj inside a shell script run on the node.
+    from meshctl.core import certs as C
+
+    with pytest.raises(ValueError):
+        C.node_csr_script("/k", "rsa2048", "exec01\n", ["exec01"], "awx", "awx")

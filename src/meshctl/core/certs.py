@@ -95,7 +95,7 @@ _HOSTNAME_RE = re.compile(
 )
 # What node_csr_script lets through to openssl's -subj / -addext syntax, where "/", ",",
 # "=", "+", ";" and backslashes are separators (same set as meshctl's node-id rule).
-_SCRIPT_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]*$")
+_SCRIPT_NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]*")  # fullmatch: no trailing newline
 
 NodeKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
@@ -524,7 +524,7 @@ def node_csr_script(
     else:
         raise ValueError(f"unknown key type {key_type!r} (one of {', '.join(KEY_TYPES)})")
     _check_node_id(node_id)
-    if not _SCRIPT_NODE_ID_RE.match(node_id):
+    if not _SCRIPT_NODE_ID_RE.fullmatch(node_id):
         raise ValueError(f"node id {node_id!r} has characters openssl's -subj/-addext syntax cannot carry")
     names = node_general_names(node_id, addresses)
     san = ",".join(_describe(n) for n in names[:-1]) + ("," if len(names) > 1 else "")
