@@ -392,7 +392,9 @@ def test_a_complete_relative_wheelhouse_validates(tmp_path):
     ("python:\n  extra_packages: [receptorctl==1.5.0]\n",
      "mesh.yml:12:20: python.extra_packages[0]: 'receptorctl==1.5.0': set python.ansible_runner"),
     ("python:\n  index_url: pypi.example.com\n",
-     "mesh.yml:12:14: python.index_url: 'pypi.example.com' must be an http:// or https:// URL"),
+     "mesh.yml:12:14: python.index_url: must be an http:// or https:// URL with a host"),
+    ("python:\n  index_url: \"https://u:tok3n@pypi.example.com/simple\\n --trusted-host evil\"\n",
+     "mesh.yml:12:14: python.index_url: must be one URL without spaces or control characters"),
     ("python:\n  wheelhouse: /tmp\n  index_url: https://pypi.example.com/simple\n",
      "mesh.yml:13:14: python: set either wheelhouse or index_url, not both"),
     ("python:\n  wheelhose: wheels\n",
@@ -401,6 +403,7 @@ def test_a_complete_relative_wheelhouse_validates(tmp_path):
 def test_section_errors_are_located(section, expected):
     errs = errors_of(mesh(section))
     assert any(e.startswith(expected) for e in errs), errs
+    assert not any("tok3n" in e for e in errs)  # an index URL's token is never echoed
 
 
 # ---------------------------------------------------------------------------

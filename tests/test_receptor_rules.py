@@ -284,3 +284,10 @@ def test_csr_script_refuses_a_node_id_with_a_trailing_newline():
 
     with pytest.raises(ValueError):
         C.node_csr_script("/k", "rsa2048", "exec01\n", ["exec01"], "awx", "awx")
+
+
+@pytest.mark.parametrize("key", ["home", "datadir"])
+def test_receptor_paths_are_plain_absolute_paths(plugins, key):
+    # They reach unit files, tmpfiles entries and shell commands.
+    text = BASE + f'receptor: {{{key}: "/home/awx\\nD /etc 0777 root root -"}}\n'
+    assert any(f"receptor.{key}" in e for e in errors(plugins, text))

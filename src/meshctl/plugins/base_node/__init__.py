@@ -35,7 +35,8 @@ class ReceptorSection(StrictModel):
 
     user: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
     group: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    home: str = Field(default="/home/awx", pattern=r"^/")
+    # Paths reach unit files, tmpfiles entries and shell commands: a plain absolute path only.
+    home: str = Field(default="/home/awx", pattern=r"^/[A-Za-z0-9._/-]*$")
     # receptor's work units (node.datadir); not under /tmp, see receptor.DATA_DIR
     datadir: str = Field(default=R.DATA_DIR, pattern=r"^/[A-Za-z0-9._/-]*$")
     log_level: str = Field(default="info", pattern=r"^(error|warning|info|debug)$")

@@ -99,8 +99,14 @@ class PythonSection(StrictModel):
     @field_validator("index_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https"):
-            raise ValueError(f"{value!r} must be an http:// or https:// URL")
+        # The value is not echoed: an index URL may carry a token.
+        if value is None:
+            return value
+        if any(c.isspace() or not c.isprintable() for c in value):
+            raise ValueError("must be one URL without spaces or control characters")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
         return value
 
 
