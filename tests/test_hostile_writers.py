@@ -217,3 +217,17 @@ def test_graph_of_a_mesh_yml_with_hostile_instance_groups(tmp_path: Path):
         assert r.returncode == 0, r.stderr
         assert len([o for o in _dot_json(r.stdout)["objects"] if "shape" in o
                     and not o["name"].startswith(G.LEGEND_PREFIX)]) == 3
+
+
+# -- shell: every value meshctl puts on a host's command line goes through one quoter ------
+
+def test_shell_quoting_round_trips_through_a_real_shell():
+    import subprocess
+
+    from meshctl.core.ops import _q
+
+    # A shell word cannot carry NUL; every other byte must come back exactly, as one argument.
+    values = [s for s in hostile_strings(seed=3, count=600) if "\x00" not in s]
+    script = "".join(f"printf '%s\\0' {_q(s)}\n" for s in values)
+    out = subprocess.run(["sh", "-c", script], capture_output=True, timeout=60, check=True).stdout
+    assert out.split(b"\0")[:-1] == [s.encode("utf-8", "surrogatepass") for s in values]
