@@ -8,6 +8,7 @@ show secrets) and run under ``sh -s``; output is streamed line by line.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import socket
@@ -87,6 +88,10 @@ class SSHOptions:
     ssh_config: Path | None = None
     become_password: str | None = field(default=None, repr=False)
     connect_timeout: float = 15.0
+    #: Seconds the host may leave sent data unacknowledged before its connection counts
+    #: as lost; keepalives make an idle connection carry data, so a cut is noticed
+    #: while a long remote command prints nothing (else Linux retries ~15 minutes).
+    dead_peer_timeout: float = 60.0
 
 
 class HostKeyStore:
@@ -126,14 +131,20 @@ class _Transport(paramiko.Transport):
     _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com") + tuple(
         c for c in paramiko.Transport._preferred_ciphers if "gcm" not in c)
 
-    def __init__(self, sock, *args, **kwargs):
+    def __init__(self, sock, *args, dead_peer_timeout: float = 60.0, **kwargs):
         # Request/response traffic of small packets: with Nagle's algorithm each
         # one after the first waits for the server's delayed ACK (40 ms on Linux),
         # several times per command. A jump host's channel is no socket.
         if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if hasattr(socket, "TCP_USER_TIMEOUT"):  # Linux: abort when data stays unacknowledged
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, int(dead_peer_timeout * 1000))
         super().__init__(sock, *args, **kwargs)
+        # Through a jump host this probes the whole chain: the jump host's own
+        # socket carries the keepalive and expires.
+        self.set_keepalive(max(1, int(min(15.0, dead_peer_timeout / 2))))
 
 
 class Session:
@@ -194,6 +205,7 @@ class Session:
         output before that line)."""
         chunks: list[bytes] = []
         pending = b""
+        last_data = time.monotonic()
         while True:
             if time.monotonic() > deadline:
                 chan.close()
@@ -202,10 +214,13 @@ class Session:
                 data = chan.recv(65536)
             except TimeoutError:
                 if chan.exit_status_ready() and not chan.recv_ready():
+                    self._check_lost(chan, last_data)
                     return b"".join(chunks), False
                 continue
             if not data:
+                self._check_lost(chan, last_data)
                 return b"".join(chunks), False
+            last_data = time.monotonic()
             chunks.append(data)
             if until is not None:
                 joined = b"".join(chunks)
@@ -218,6 +233,21 @@ class Session:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     on_line(line.decode("utf-8", "replace"))
+
+    def _check_lost(self, chan: paramiko.Channel, last_data: float) -> None:
+        """Raise when the channel ended because its connection died (no exit status
+        came and the transport is gone), not because the command finished."""
+        transport = chan.get_transport()
+        if chan.exit_status != -1 or (transport is not None and transport.is_active()):
+            return
+        # paramiko reports an expired TCP_USER_TIMEOUT as a plain EOF; a connection
+        # that carried nothing for that long stopped answering rather than closed.
+        silent = time.monotonic() - last_data
+        limit = self.opts.dead_peer_timeout
+        cause, why = ("timeout", f"no answer for {silent:.0f}s (limit {limit:.0f}s)") if silent >= limit - 1 else (
+            "ssh", "the connection was closed")
+        raise UnreachableError(self.label, cause, f"connection lost mid-command: {why}; "
+                               "the command may still be running on the host")
 
     def _finish(self, chan: paramiko.Channel, become: bool, output: str) -> int:
         rc = chan.recv_exit_status()
@@ -414,7 +444,8 @@ class TransportPool:
             gateway = self._connection(self.topology.node(node.ssh.via))
         s = node.ssh
         timeout = s.connect_timeout or self.opts.connect_timeout
-        kwargs: dict = {"banner_timeout": timeout, "auth_timeout": timeout, "transport_factory": _Transport}
+        factory = functools.partial(_Transport, dead_peer_timeout=self.opts.dead_peer_timeout)
+        kwargs: dict = {"banner_timeout": timeout, "auth_timeout": timeout, "transport_factory": factory}
         if s.key:
             kwargs["key_filename"] = [os.path.expanduser(s.key)]
         conn = Connection(
