@@ -1,6 +1,7 @@
 """A small lab of real sshd hosts (podman containers running systemd) shared by the
 integration tests: ``hop`` on ctl+iso, ``node1`` on ctl, ``hidden`` and ``hidden2``
-on the internal iso network only, ``ops`` on ctl for operation tests."""
+on the internal iso network only, ``ops`` on ctl for operation tests, ``fault1``-``fault3``
+on ctl for fault tests."""
 
 from __future__ import annotations
 
@@ -73,6 +74,10 @@ HOSTS = {
     "hidden": ["iso"],
     "hidden2": ["iso"],
     "ops": ["ctl"],
+    # Fresh hosts for test_faults_live.py (killed runs, a cut network, a full disk).
+    "fault1": ["ctl"],
+    "fault2": ["ctl"],
+    "fault3": ["ctl"],
 }
 
 
