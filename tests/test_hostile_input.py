@@ -296,3 +296,76 @@ def test_topology_ssh_user_accepts_real_names(tmp_path, plugins):
     for user in ("cloud-user", "ec2_user", "john.doe", "alice@EXAMPLE.COM", "_svc"):
         parse_topology(NODE_PORT.format(port=22).replace("{port: 22}", f"{{port: 22, user: {user}}}"),
                        "m.yml", plugins)
+
+
+# -- output files are written whole or not at all; messages print what they say --------
+
+
+@pytest.fixture
+def mesh(tmp_path):
+    p = tmp_path / "mesh.yml"
+    p.write_text(SEED)
+    return p
+
+
+@pytest.mark.parametrize("command", [
+    ["graph", "-f", "{mesh}", "--out", "{out}"],
+    ["import", "aap-inventory", str(Path(__file__).parent / "data" / "aap" / "reference.ini"), "--out", "{out}"],
+])
+def test_output_into_a_missing_directory_is_a_usage_error(mesh, tmp_path, command):
+    out = tmp_path / "no" / "such" / "dir" / "out.txt"
+    r = meshctl(*(a.replace("{mesh}", str(mesh)).replace("{out}", str(out)) for a in command))
+    assert f"{out}: cannot write: directory {out.parent} does not exist" in one_line_error(r)
+
+
+def _limit_file_size(limit: int):
+    def preexec() -> None:
+        import resource
+        import signal
+
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG from write(), not a kill
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return preexec
+
+
+@pytest.mark.parametrize("command", [
+    ["graph", "-f", "{mesh}", "--format", "svg", "--out", "{out}"],
+    ["import", "aap-inventory", str(Path(__file__).parent / "data" / "aap" / "reference.ini"), "--out", "{out}"],
+])
+def test_file_size_limit_leaves_the_old_file_whole(mesh, tmp_path, command):
+    out = tmp_path / "out.txt"
+    out.write_text("old content\n")
+    args = [a.replace("{mesh}", str(mesh)).replace("{out}", str(out)) for a in command]
+    r = meshctl(*args, preexec_fn=_limit_file_size(64))
+    assert f"{out}: cannot write: File too large" in one_line_error(r, code=1)
+    assert out.read_text() == "old content\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mesh.yml", "out.txt"]  # no temp file left
+
+
+@pytest.mark.parametrize("name", ["[red]x[/red]", "a[/]b"])
+def test_paths_with_brackets_are_printed_as_they_are(tmp_path, name):
+    d = tmp_path / name  # "a[/]b" is a directory "a[" holding "]b"
+    d.mkdir(parents=True)
+    (d / "mesh.yml").write_text(SEED)
+    r = meshctl("validate", "-f", str(d / "mesh.yml"))
+    assert r.returncode == 0, r.stderr
+    assert f"{d / 'mesh.yml'}: valid" in r.stdout
+    out = d / "out.yml"
+    r = meshctl("import", "aap-inventory", str(Path(__file__).parent / "data" / "aap" / "reference.ini"),
+                "--out", str(out))
+    assert r.returncode == 0 and f"wrote {out}" in r.stderr, r.stderr
+
+
+def test_messages_quote_a_long_value_not_all_of_it(tmp_path):
+    p = tmp_path / "mesh.yml"
+    p.write_text(SEED.replace("mesh: edge", "mesh: " + "m" * 100_000))
+    r = meshctl("validate", "-f", str(p))
+    assert r.returncode == 2 and "mesh name 'mmmm" in r.stderr
+    assert len(r.stderr) < 2500, len(r.stderr)
+
+
+def test_unprintable_path_stays_on_one_line(tmp_path):
+    p = tmp_path / "a\nb.yml"
+    os.mkfifo(p)
+    r = meshctl("validate", "-f", str(p))
+    assert "'" in one_line_error(r) and "a\\nb.yml" in r.stderr and len(r.stderr.splitlines()) == 1

@@ -15,7 +15,8 @@ import click
 from rich.console import Console
 
 from meshctl import __version__
-from meshctl.core.errors import MeshctlError, PluginError, TopologyError, UsageError
+from meshctl.core.errors import MeshctlError, PluginError, TopologyError, UsageError, shorten
+from meshctl.core.files import atomic_write
 from meshctl.core.plugins import MeshctlPlugins, create_plugin_manager, parse_plugin_args
 
 EXIT_INTERNAL = 70
@@ -188,7 +189,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         """Check a topology file; report every problem as FILE:LINE:COL."""
         topo = _load(state, file)
         managed = len(topo.managed_nodes)
-        state.out.print(f"{file}: valid ({len(topo.nodes)} nodes, {managed} managed)")
+        state.out.print(f"{file}: valid ({len(topo.nodes)} nodes, {managed} managed)", markup=False)
 
     @cli.command()
     @_file_option
@@ -291,7 +292,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
             text = g.render_dot(topo) if fmt == "dot" else g.render_mermaid(topo)
             data = text.encode()
         if out is not None:
-            out.write_bytes(data)
+            atomic_write(out, data)
         else:
             sys.stdout.buffer.write(data)
 
@@ -312,8 +313,8 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         converted.check(state.plugins)  # never emit an invalid file
         text = converted.text
         if out is not None:
-            out.write_text(text)
-            state.err.print(f"wrote {out}")
+            atomic_write(out, text)
+            state.err.print(f"wrote {out}", markup=False)
         else:
             click.echo(text, nl=False)
 
@@ -381,6 +382,12 @@ def main(argv: list[str] | None = None) -> None:
         err.print("interrupted", markup=False)
         sys.exit(130)
     except BrokenPipeError:
+        sys.exit(1)
+    except OSError as exc:  # this machine's files (a full disk...): the cause, not a traceback
+        if debug:
+            raise
+        where = f"{shorten(exc.filename)}: " if exc.filename else ""
+        err.print(f"error: {where}{exc.strerror or exc}", markup=False)
         sys.exit(1)
     except Exception as exc:
         if debug:

@@ -7,6 +7,7 @@ from typing import Any
 
 #: How much of a value a message quotes: enough to find it, not a megabyte of input.
 QUOTE_LIMIT = 200
+MESSAGE_LIMIT = 1000  # long enough for a message with its hint
 
 
 def shorten(value: Any, limit: int = QUOTE_LIMIT) -> str:
@@ -45,7 +46,10 @@ class Diagnostic:
 
     def __str__(self) -> str:
         prefix = "warning: " if self.severity == "warning" else ""
-        return f"{self.file}:{self.line}:{self.col}: {prefix}{self.message}"
+        message = self.message
+        if len(message) > MESSAGE_LIMIT:  # a rule quoting a 1 MB value: show its start
+            message = f"{message[:MESSAGE_LIMIT - 60]}... ({len(message)} characters)"
+        return f"{self.file}:{self.line}:{self.col}: {prefix}{message}"
 
 
 class TopologyError(MeshctlError):

@@ -41,6 +41,13 @@ _KINDS = (
 )
 
 
+def shown(path: str | os.PathLike[str]) -> str:
+    """A path for a one-line message: as it is, or quoted when it holds a newline
+    or another control character."""
+    text = os.fspath(path)
+    return text if text.isprintable() else repr(text)
+
+
 def _size(n: int) -> str:
     if n >= MiB and n % MiB == 0:
         return f"{n // MiB} MiB"
@@ -63,15 +70,15 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int, missing: str
         # O_NONBLOCK: opening a FIFO with no writer returns at once instead of waiting.
         fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise UsageError(f"{p}: {missing or f'no such {what}'}") from None
+        raise UsageError(f"{shown(p)}: {missing or f'no such {what}'}") from None
     except OSError as exc:
-        raise UsageError(f"{p}: cannot read the {what}: {exc.strerror}") from None
+        raise UsageError(f"{shown(p)}: cannot read the {what}: {exc.strerror}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{p}: the {what} is {_kind(st.st_mode)}, not a regular file")
+            raise UsageError(f"{shown(p)}: the {what} is {_kind(st.st_mode)}, not a regular file")
         if st.st_size > limit:
-            raise UsageError(f"{p}: the {what} is larger than {_size(limit)}")
+            raise UsageError(f"{shown(p)}: the {what} is larger than {_size(limit)}")
         chunks: list[bytes] = []
         got = 0
         # st_size is not to be trusted (/proc files say 0): read at most limit + 1.
@@ -82,10 +89,10 @@ def read_bytes(path: str | os.PathLike[str], what: str, limit: int, missing: str
             chunks.append(chunk)
             got += len(chunk)
         if got > limit:
-            raise UsageError(f"{p}: the {what} is larger than {_size(limit)}")
+            raise UsageError(f"{shown(p)}: the {what} is larger than {_size(limit)}")
         return b"".join(chunks)
     except OSError as exc:
-        raise UsageError(f"{p}: cannot read the {what}: {exc.strerror}") from None
+        raise UsageError(f"{shown(p)}: cannot read the {what}: {exc.strerror}") from None
     finally:
         os.close(fd)
 
@@ -96,7 +103,7 @@ def read_text(path: str | os.PathLike[str], what: str, limit: int, missing: str 
     try:
         return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{os.fspath(path)}: not UTF-8 text ({exc.reason})") from None
+        raise UsageError(f"{shown(path)}: not UTF-8 text ({exc.reason})") from None
 
 
 def open_tar(data: bytes, path: str | os.PathLike[str], what: str = "bundle",
@@ -108,7 +115,7 @@ def open_tar(data: bytes, path: str | os.PathLike[str], what: str = "bundle",
     try:
         tar = tarfile.open(fileobj=io.BytesIO(data), mode="r:*")  # noqa: SIM115 (returned open)
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        raise UsageError(f"{p}: the {what} is not a tar archive ({exc})") from None
+        raise UsageError(f"{shown(p)}: the {what} is not a tar archive ({exc})") from None
     count = total = 0
     try:
         # TarFile.next() reads one header at a time, so a bomb stops at the cap.
@@ -116,12 +123,12 @@ def open_tar(data: bytes, path: str | os.PathLike[str], what: str = "bundle",
             count += 1
             total += max(info.size, 0)
             if count > members:
-                raise UsageError(f"{p}: the {what} has more than {members} members")
+                raise UsageError(f"{shown(p)}: the {what} has more than {members} members")
             if total > unpacked:
-                raise UsageError(f"{p}: the {what} unpacks to more than {_size(unpacked)}")
+                raise UsageError(f"{shown(p)}: the {what} unpacks to more than {_size(unpacked)}")
     except (tarfile.TarError, EOFError, OSError, ValueError) as exc:
         tar.close()
-        raise UsageError(f"{p}: the {what} is a damaged tar archive ({exc})") from None
+        raise UsageError(f"{shown(p)}: the {what} is a damaged tar archive ({exc})") from None
     except BaseException:
         tar.close()
         raise
@@ -143,11 +150,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int | No
     raw = data.encode() if isinstance(data, str) else data
     parent = p.parent
     if not parent.is_dir():
-        raise UsageError(f"{p}: cannot write: directory {parent} does not exist")
+        raise UsageError(f"{shown(p)}: cannot write: directory {shown(parent)} does not exist")
     with contextlib.suppress(FileNotFoundError):
         st = os.stat(p)
         if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{p}: cannot write: it is {_kind(st.st_mode)}, not a regular file")
+            raise UsageError(f"{shown(p)}: cannot write: it is {_kind(st.st_mode)}, not a regular file")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{p.name[:100]}.", suffix=".tmp")
@@ -159,11 +166,11 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int | No
         os.replace(tmp, p)
         tmp = None
     except OSError as exc:
-        raise MeshctlError(f"{p}: cannot write: {exc.strerror or exc}") from None
+        raise MeshctlError(f"{shown(p)}: cannot write: {exc.strerror or exc}") from None
     finally:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
 
-__all__ = ["atomic_write", "open_tar", "read_bytes", "read_text"]
+__all__ = ["atomic_write", "open_tar", "read_bytes", "read_text", "shown"]

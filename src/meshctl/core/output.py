@@ -61,7 +61,7 @@ class RichReporter(Reporter):
         t.add_column("node")
         t.add_column("progress")
         for node, state in self.rows.items():
-            t.add_row(node, state)
+            t.add_row(escape(node), state)
         return t
 
     def _set(self, node: str, text: str) -> None:
@@ -77,10 +77,10 @@ class RichReporter(Reporter):
         self.live.__exit__(*exc)
 
     def host_phase(self, node: str, phase: str) -> None:
-        self._set(node, f"[cyan]{phase}[/]")
+        self._set(node, f"[cyan]{escape(phase)}[/]")
 
     def step(self, node: str, index: int, total: int, description: str) -> None:
-        self._set(node, f"[yellow]{index}/{total}[/] {description}")
+        self._set(node, f"[yellow]{index}/{total}[/] {escape(description)}")  # paths may hold "[...]"
 
     def host_done(self, result: HostResult) -> None:
         style = STATUS_STYLE.get(result.status, "")
@@ -192,7 +192,7 @@ def print_checks(console: Console, results: list[HostResult], title: str = "veri
             t.add_row(escape(r.node), "-", f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
                       escape(r.error or ""))
         for name, ok, detail in r.checks:
-            t.add_row(escape(r.node), name, "[green]pass[/]" if ok else "[bold red]FAIL[/]", escape(detail))
+            t.add_row(escape(r.node), escape(name), "[green]pass[/]" if ok else "[bold red]FAIL[/]", escape(detail))
     console.print(t)
     bad = sum(1 for r in results if r.status != "ok")
     console.print(f"{len(results)} host(s): {len(results) - bad} passed, {bad} failed")

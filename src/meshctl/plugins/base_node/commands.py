@@ -166,9 +166,11 @@ def register_status(cli: click.Group) -> None:
                 bad = [c for c in row["checks"] if not c["ok"]]
                 health = "[green]healthy[/]" if row["healthy"] else "[bold red]UNHEALTHY[/]"
                 detail = "; ".join(f"{c['name']}: {c['detail']}" for c in bad) or row.get("error", "")
-                t.add_row(escape(row["node"]), health, row["ssh"], escape(str(row.get("receptor_state", "-"))),
-                          str(row.get("cert_days_left", "-")), str(row.get("receptor_version") or "-"),
-                          str(row.get("runner_version") or "-"), escape(detail))
+                # Versions and states are what the host printed: never markup.
+                t.add_row(escape(row["node"]), health, escape(row["ssh"]),
+                          escape(str(row.get("receptor_state", "-"))),
+                          escape(str(row.get("cert_days_left", "-"))), escape(str(row.get("receptor_version") or "-")),
+                          escape(str(row.get("runner_version") or "-")), escape(detail))
             state.out.print(t)
             for line in skew:
                 state.out.print(f"[yellow]{escape(line)}[/]")
@@ -189,8 +191,7 @@ def register_diagnose(cli: click.Group) -> None:
         receptor.log and of the journal, certificate summaries (never keys), podman info as
         the service user, worker-info, and the work units' status and stdout under
         receptor's data directory (the real error behind "exit status 1"). Secrets are redacted."""
-        import os
-
+        from meshctl.core.files import atomic_write
         from meshctl.core.output import PlainReporter
         from meshctl.plugins.base_node import diagnose as D
         from meshctl.plugins.base_node import settings
@@ -217,8 +218,7 @@ def register_diagnose(cli: click.Group) -> None:
             raise MeshctlError(f"{node.name}: {res.cause or 'failed'}: {res.error or 'nothing collected'}")
         data, redactions = D.archive(node.name, collected, D.known_secrets(state.plugins, topo, node))
         path = out or Path(f"meshctl-diagnose-{node.name}-{time.strftime('%Y%m%dT%H%M%S')}.tar.gz")
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        # Whole or not at all: a full disk must not leave half an archive (0600: logs).
+        atomic_write(path, data, mode=0o600)
         state.out.print(f"{path}: {len(collected)} files from {node.name}, {redactions} redaction(s)",
                         markup=False)
