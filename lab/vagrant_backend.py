@@ -55,7 +55,7 @@ from labkit.errors import LabError  # noqa: E402
 WORK = HERE / ".work" / "vagrant"
 TEMPLATES = HERE / "templates"
 PROVIDERS = ("libvirt", "virtualbox")
-MESH_ROLES = ("hop", "execution")
+MESH_ROLES = ("hop", "execution", "control")
 
 VALIDATE_TIMEOUT = 120.0
 UP_TIMEOUT = 3600.0  # first run downloads the boxes (~0.5-1 GB each)
@@ -118,6 +118,7 @@ class VMSpec:
     ssh_via: str | None = None
     packages: tuple[str, ...] = ()
     purpose: str = ""
+    from_control: bool = False  # peers_from_control_nodes: the control VM dials it
     box_version: str | None = None
 
     @property
@@ -304,9 +305,9 @@ def default_spec(
 
     vms = [
         VMSpec("hop01", "rockylinux/9", 1, 1024, ips(0, "ctl", "edge"), role="hop",
-               peers=("awx-task", "exec02"), purpose="hop node (ctl + edge)"),
+               peers=("exec02",), from_control=True, purpose="hop node (ctl + edge)"),
         VMSpec("exec01", "almalinux/9", 2, 2048, ips(1, "ctl", "isolated"), role="execution",
-               peers=("hop01",), purpose="execution node (ctl + isolated)"),
+               peers=("hop01",), from_control=True, purpose="execution node (ctl + isolated)"),
         VMSpec("exec02", "rockylinux/9", 2, 2048, ips(2, "edge"), role="execution",
                ssh_via="hop01",
                purpose="execution node on edge only: reached through hop01"),
@@ -315,9 +316,11 @@ def default_spec(
         VMSpec("registry01", "debian/bookworm64", 1, 768, ips(4, "ctl"),
                packages=("docker-registry", "apache2-utils", "python3"),
                purpose="private container registry (configured over SSH after boot)"),
+        VMSpec("awx01", "rockylinux/9", 1, 1024, ips(5, "ctl"), role="control",
+               purpose="control node meshctl provisions (as awx-operator sets up AWX's receptor)"),
     ]
     for i in range(extra_exec):
-        vms.append(VMSpec(f"exec{i + 3:02d}", "rockylinux/9", 2, 2048, ips(5 + i, "ctl"),
+        vms.append(VMSpec(f"exec{i + 3:02d}", "rockylinux/9", 2, 2048, ips(6 + i, "ctl"),
                           role="execution", peers=("hop01",), purpose="extra execution node"))
     return LabSpec(networks=NETWORKS, vms=tuple(vms), ssh_key=key, ssh_pubkey=ssh_pubkey)
 
@@ -380,15 +383,16 @@ def render_vagrantfile(spec: LabSpec | Mapping[str, Any]) -> str:
 def render_mesh_yml(spec: LabSpec | Mapping[str, Any]) -> str:
     """mesh.yml for the Vagrant lab: the podman lab's nodes, logged in as vagrant + sudo."""
     lab = _coerce(spec)
-    nodes: list[dict[str, Any]] = [
-        {"name": lab.control_node, "role": "control", "managed": False,
-         "address": lab.control_address},
-    ]
+    nodes: list[dict[str, Any]] = []
     for v in lab.vms:
         if not v.mesh:
             continue
         node: dict[str, Any] = {"name": v.name, "role": v.role, "address": v.address,
                                 "peers": list(v.peers)}
+        if v.role == "control":
+            node.update(managed=True, listener=False)
+        if v.from_control:
+            node["peers_from_control_nodes"] = True
         if v.ssh_via:
             node["ssh"] = {"via": v.ssh_via, "host": lab.ssh_address(v)}
         nodes.append(node)

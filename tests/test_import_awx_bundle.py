@@ -168,7 +168,7 @@ def test_bundle_values_cannot_inject_yaml(ca, work_key, tmp_path):
         "role": "execution", "address": host, "listener": {"port": 27199, "protocol": "tcp"}, "peers": [],
         "ssh": {"user": user}, "certificates": cert_block(bundle)}
     # The peer address is listed in a comment, on one line, escaped.
-    assert '    #   "hop01:27199\\n    peers: [injected]\\n#" (tcp)\n' in r.stdout
+    assert '    #   "hop01:27199\\x0a    peers: [injected]\\x0a#" (tcp)\n' in r.stdout
 
 
 def test_the_member_names_the_recorded_bundles_use(ca, work_key, tmp_path):

@@ -27,6 +27,7 @@ EXPECTED = {  # name -> (box, {network: ip}) as default_spec promises
     "exec02": ("rockylinux/9", {"edge": "192.168.63.13"}),
     "target01": ("debian/bookworm64", {"isolated": "192.168.62.14"}),
     "registry01": ("debian/bookworm64", {"ctl": "192.168.61.15"}),
+    "awx01": ("rockylinux/9", {"ctl": "192.168.61.16"}),
 }
 
 
@@ -168,16 +169,16 @@ def test_mesh_yml_validates_and_matches_the_podman_lab_topology(spec):
     text = vb.render_mesh_yml(spec)
     topo = parse_topology(text, "mesh.yml", create_plugin_manager(autoload=False))
     assert [(n.name, n.role, n.managed) for n in topo.nodes] == [
-        ("awx-task", "control", False), ("hop01", "hop", True),
-        ("exec01", "execution", True), ("exec02", "execution", True)]
+        ("hop01", "hop", True), ("exec01", "execution", True), ("exec02", "execution", True),
+        ("awx01", "control", True)]
     import lab as podman_lab  # the podman lab is the reference topology
 
-    expected = {h.name: h.peers for h in podman_lab.lab_hosts() if h.role}
-    assert {n.name: n.peers for n in topo.nodes} == {"awx-task": [], **expected}
+    expected = {h.name: (h.peers, h.from_control) for h in podman_lab.lab_hosts() if h.role}
+    assert {n.name: (n.peers, n.peers_from_control_nodes) for n in topo.nodes} == expected
     for n in topo.managed_nodes:
         assert (n.ssh.user, n.ssh.become, n.ssh.key) == ("vagrant", True, spec.ssh_key)
         assert n.address == EXPECTED[n.name][1][next(iter(EXPECTED[n.name][1]))]
-        assert n.listener_port == 27199
+        assert n.listener_port == (None if n.role == "control" else 27199)
     exec02 = topo.node("exec02")
     assert (exec02.ssh.via, exec02.ssh.host) == ("hop01", "192.168.63.13")
     assert [g.name for g in topo.via_chain(exec02)] == ["hop01"]
@@ -197,7 +198,7 @@ def test_inventory_has_the_shape_lab_verify_reads(spec, tmp_path):
     assert inv["mesh_yml"] == str(tmp_path / "mesh.yml")
     assert {n: (h["role"], h["mesh"]) for n, h in inv["hosts"].items()} == {
         "hop01": ("hop", True), "exec01": ("execution", True), "exec02": ("execution", True),
-        "target01": (None, False), "registry01": (None, False)}
+        "target01": (None, False), "registry01": (None, False), "awx01": ("control", True)}
     assert {n: h["networks"] for n, h in inv["hosts"].items()} == {n: e[1] for n, e in EXPECTED.items()}
     assert inv["target"] == {"name": "target01", "address": "192.168.62.14"}
     assert inv["registry"]["hostport"] == "192.168.61.15:5000"
