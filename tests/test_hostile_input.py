@@ -369,3 +369,11 @@ def test_unprintable_path_stays_on_one_line(tmp_path):
     os.mkfifo(p)
     r = meshctl("validate", "-f", str(p))
     assert "'" in one_line_error(r) and "a\\nb.yml" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_scoped_ipv6_address_is_a_located_error(tmp_path):
+    # A %scope names an interface of one machine: no certificate can carry it.
+    p = tmp_path / "mesh.yml"
+    p.write_text(SEED.replace("ssh: {host: 192.0.2.10,", 'address: "fe80::1%eth0"\n    ssh: {host: 192.0.2.10,'))
+    r = meshctl("validate", "-f", str(p))
+    assert f"{p}:17:" in one_line_error(r) and "address 'fe80::1%eth0' is not a valid hostname" in r.stderr

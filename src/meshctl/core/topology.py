@@ -427,8 +427,10 @@ def _merge_listener(default: Listener | None, own: Listener | None) -> Listener 
 def valid_address(value: str) -> bool:
     """A hostname (RFC 1123), an IPv4 or an IPv6 address."""
     try:
+        # A %scope (fe80::1%eth0) names an interface of this machine: it cannot be a
+        # certificate name (SAN) and means nothing on another host.
         ipaddress.ip_address(value)
-        return True
+        return "%" not in value
     except ValueError:
         pass
     if len(value) > 253 or not value:
