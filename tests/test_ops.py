@@ -15,6 +15,14 @@ DATA = Path(__file__).parent / "data" / "ops"
 TYPES = {c.__name__: c for c in (O.File, O.Directory, O.Absent, O.Packages, O.Group, O.User, O.Service, O.Command)}
 
 
+@pytest.fixture(autouse=True)
+def _host_state_dir(tmp_path, monkeypatch):
+    """Scripts run here must not touch this machine's /var/lib/meshctl."""
+    from meshctl.core import engine
+
+    monkeypatch.setattr(engine, "HOST_STATE_DIR", str(tmp_path / "hoststate"))
+
+
 def load_cases():
     for path in sorted(DATA.glob("*.yml")):
         for case in yaml.safe_load(path.read_text()):
@@ -137,3 +145,50 @@ def _mygroup() -> str:
     import os
 
     return grp.getgrgid(os.getgid()).gr_name
+
+
+def test_apply_waits_for_another_runs_lock_and_removes_dead_runs_rollback_dirs(tmp_path):
+    """A killed run's script may still be finishing its step: a rerun waits for it."""
+    import subprocess
+    import time
+
+    from meshctl.core import engine
+
+    state = Path(engine.HOST_STATE_DIR)
+    (state / "rollback" / "deadrun").mkdir(parents=True)
+    marker = O.Command(command=f"touch {tmp_path}/ran", creates="/nonexistent-y")
+    script = render_apply_script([O.Change(marker, "run", [O.Cmd(marker.command)])], "@@b", run_id="mine")
+    holder = subprocess.Popen(["flock", str(state / "apply.lock"), "sleep", "1.5"])
+    try:
+        time.sleep(0.3)
+        start = time.monotonic()
+        out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=30)
+        waited = time.monotonic() - start
+    finally:
+        holder.wait(timeout=10)
+    assert out.returncode == 0 and "@@b done" in out.stdout, out.stdout + out.stderr
+    assert waited >= 1.0 and (tmp_path / "ran").exists()
+    assert list((state / "rollback").iterdir()) == []
+
+
+def test_a_script_whose_reader_is_gone_still_restores_and_cleans_up(tmp_path):
+    """When meshctl dies, sshd signals nothing: the script sees SIGPIPE at its next
+    write, and must still run its cleanup (restore the files, remove its directories)."""
+    import subprocess
+
+    from meshctl.core import engine
+
+    target = tmp_path / "f"
+    target.write_text("old\n")
+    first = O.File(path=str(target), content="new\n", owner=_me(), group=_mygroup(), backup=True)
+    slow = O.Command(command="sleep 1; echo after", creates="/nonexistent-y")
+    script = render_apply_script([O.Change(first, "update", first.write_commands()),
+                                  O.Change(slow, "run", [O.Cmd(slow.command)])], "@@b", run_id="gone")
+    reader = subprocess.Popen(["sh", "-s"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    reader.stdin.write(script.encode())
+    reader.stdin.close()
+    assert reader.stdout.readline().startswith(b"@@b step 0")
+    reader.stdout.close()  # meshctl is gone
+    assert reader.wait(timeout=30) != 0
+    assert target.read_text() == "old\n"
+    assert not (Path(engine.HOST_STATE_DIR) / "rollback" / "gone").exists()

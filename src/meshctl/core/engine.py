@@ -190,6 +190,25 @@ _finish() {
 """
 
 
+# One apply at a time per host: a killed run's script may still be finishing its step
+# (apt holding its lock, say), and a rerun must wait for it, not race it. Rollback
+# directories of other runs are from runs that died: their files were restored or the
+# next plan redoes them.
+HOST_STATE_DIR = "/var/lib/meshctl"  # on nodes: rollback copies and the apply lock
+_LOCK = (
+    "if mkdir -p STATE 2>/dev/null && [ -w STATE ]; then "
+    "exec 9>>STATE/apply.lock; "
+    "if command -v flock >/dev/null 2>&1 && ! flock -w 300 9; then "
+    "echo 'meshctl: another meshctl run has held STATE/apply.lock for 300s'; _fail STEP 75; fi; "
+    'for d in STATE/rollback/*; do if [ -d "$d" ] && [ "$d" != "$_rb" ]; then rm -rf "$d"; fi; done; '
+    "fi"
+)
+
+
+_WAIT_FOR_APPLY = ("if [ -w STATE/apply.lock ] && command -v flock >/dev/null 2>&1; then "
+                   "flock -w 300 STATE/apply.lock true; fi\n")
+
+
 def render_apply_script(changes: list[Change] | list[tuple[int, list[Cmd]]], boundary: str,
                         stage: str | None = None, run_id: str = "0", final: bool = True) -> str:
     """One POSIX sh script for the given steps (changes, or (index, commands) pairs).
@@ -204,14 +223,20 @@ def render_apply_script(changes: list[Change] | list[tuple[int, list[Cmd]]], bou
         f"_stage={shlex.quote(stage) if stage else ''}",
         # Saved copies of files this run changes; kept across the round trips of one
         # run, restored if any step fails (a half-applied change is rolled back).
-        f"_rb=/var/lib/meshctl/rollback/{run_id}",
+        f"_rb={HOST_STATE_DIR}/rollback/{run_id}",
         f"_final={1 if final else 0}",
         _ROLLBACK,
         "trap _finish EXIT",
+        # sshd signals nothing when meshctl dies: the script learns it from a write to the
+        # closed pipe (SIGPIPE), and must still run _finish (restore, remove its directories).
+        "_gone() { trap '' PIPE HUP INT TERM; exec >/dev/null 2>&1; exit 1; }",
+        "trap _gone PIPE HUP INT TERM",
         f"_fail() {{ printf '\\n%s fail %s %s\\n' '{boundary}' \"$1\" \"$2\"; exit 1; }}",
     ]
-    for i, commands in steps:
+    for n, (i, commands) in enumerate(steps):
         lines.append(f"printf '%s step {i}\\n' '{boundary}'")
+        if n == 0:
+            lines.append(_LOCK.replace("STEP", str(i)).replace("STATE", HOST_STATE_DIR))
         for cmd in commands:
             lines.extend(_render_cmd(cmd, i, boundary))
     lines.append(f"printf '%s done\\n' '{boundary}'")
@@ -319,7 +344,9 @@ class Engine:
                 self.reporter.host_phase(node.name, f"gathering {len(fact_list)} facts")
                 script, boundary = F.batch_script(fact_list, cache)
                 planned_for.update(release=release, ops=ops, manager=manager, facts=fact_list, boundary=boundary)
-                return script
+                # Facts of a host whose last apply is still finishing (its meshctl was
+                # killed) would be stale by the time this run applies: wait for it first.
+                return _WAIT_FOR_APPLY.replace("STATE", HOST_STATE_DIR) + script
 
             _os_out, rc, out = session.run_then(F.OS_SCRIPT, facts_script, timeout=300)
             release, ops, manager = planned_for["release"], planned_for["ops"], planned_for["manager"]

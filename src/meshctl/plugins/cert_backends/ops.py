@@ -150,7 +150,9 @@ class NodeCertificate(Operation):
         key = self.new_key_path if regenerate else self.key_path
         script = C.node_csr_script(key, self.key_type, self.node_id, self.addresses, self.owner, self.group)
         prefix = f"rm -f {shlex.quote(self.new_key_path)}\n" if regenerate else ""
-        return [Cmd(prefix + script)]
+        # A subshell: the script's own `set -eu` and EXIT trap must not replace the
+        # apply script's (its trap is what removes the staging and rollback directories).
+        return [Cmd(f"(\n{prefix}{script})")]
 
     def _after_csr(self, output: str) -> list[Cmd]:
         m = _CSR_RE.search(output)
