@@ -193,7 +193,8 @@ def test_the_os_family_names_the_interpreter():
         "recreate with /usr/bin/python3.11 (python 3.9.18, /usr/bin/python3.11 is 3.11.9)")
     assert commands(planned, "venv:/opt/meshctl/venv") == [
         "(umask 022; rm -rf /opt/meshctl/venv; /usr/bin/python3.11 -m venv /opt/meshctl/venv) "
-        "|| { _rc=$?; rm -rf /opt/meshctl/venv; (exit $_rc); }"]
+        "|| { _rc=$?; rm -rf /opt/meshctl/venv; df -Pk /opt/meshctl 2>/dev/null | awk 'NR==2 && $4 < 65536 "
+        '{print "meshctl: only " $4 " KiB free on " $6}\'; (exit $_rc); }']
 
 
 def test_private_index_url_travels_on_stdin_not_argv():

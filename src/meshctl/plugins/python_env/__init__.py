@@ -265,7 +265,10 @@ class Virtualenv(Operation):
         v, i = shlex.quote(VENV), shlex.quote(self.interpreter)
         # A failed `-m venv` (Debian without python3-venv) leaves a venv without pip:
         # remove it so the next run starts clean rather than from a half-made venv.
-        return Cmd(f"({UMASK} rm -rf {v}; {i} -m venv {v}) || {{ _rc=$?; rm -rf {v}; (exit $_rc); }}")
+        # venv hides ensurepip's output, so a full disk reads as "exit status 1": say it.
+        low = (f"df -Pk {shlex.quote(BASE_DIR)} 2>/dev/null | awk 'NR==2 && $4 < 65536 "
+               "{print \"meshctl: only \" $4 \" KiB free on \" $6}'")
+        return Cmd(f"({UMASK} rm -rf {v}; {i} -m venv {v}) || {{ _rc=$?; rm -rf {v}; {low}; (exit $_rc); }}")
 
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
         f = facts[venv_fact(self.interpreter).key]
