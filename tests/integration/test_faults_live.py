@@ -28,11 +28,6 @@ DEAD_PEER_TIMEOUT = 10.0  # lowered from 60 s so the cut is noticed quickly
 
 # provision with SSHOptions.dead_peer_timeout lowered (no CLI option for it yet); the CLI
 # builds its SSHOptions from meshctl.core.transport when it runs.
-_LOWERED = ("import functools, sys; import meshctl.core.transport as t; "
-            "t.SSHOptions = functools.partial(t.SSHOptions, dead_peer_timeout=float(sys.argv.pop(1))); "
-            "from meshctl.core.cli import main; main()")
-
-
 def _mesh(lab, path, *hosts: str):
     nodes = "".join(f"""\
   - name: {h}
@@ -228,7 +223,8 @@ def test_network_cut_fails_that_host_in_bounded_time_and_a_rerun_converges(minil
     mesh = _mesh(minilab, dirs["root"] / "cut.yml", "fault2", "fault1")
     net, ip = _network(minilab, "fault2")
     assert ip == minilab.ip("fault2")
-    p = subprocess.Popen([sys.executable, "-c", _LOWERED, str(DEAD_PEER_TIMEOUT), "provision", "-f", str(mesh),
+    p = subprocess.Popen([sys.executable, "-m", "meshctl", "provision", "--dead-peer-timeout", str(DEAD_PEER_TIMEOUT),
+                          "-f", str(mesh),
                           "--known-hosts", str(minilab.known_hosts), "-o", "json"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(dirs))
     cut_at = None

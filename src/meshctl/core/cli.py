@@ -62,6 +62,7 @@ class RunOptions:
     ssh_config: Path | None
     ask_become_pass: bool
     verbose: int
+    dead_peer_timeout: float
 
 
 def _run_options(f: Callable) -> Callable:
@@ -85,6 +86,8 @@ def _run_options(f: Callable) -> Callable:
         click.option("--ssh-config", type=click.Path(dir_okay=False, exists=True, path_type=Path),
                      default=None, help="OpenSSH client config to read instead of ~/.ssh/config."),
         click.option("--ask-become-pass", "-K", is_flag=True, help="Prompt for the sudo password."),
+        click.option("--dead-peer-timeout", default=60.0, show_default=True, type=click.FloatRange(5, 3600),
+                     metavar="SECONDS", help="A host whose connection goes silent this long counts as lost."),
         click.option("-v", "--verbose", "verbose", count=True, expose_value=True,
                      help="More output (round trips, timings, steps)."),
     ]
@@ -121,7 +124,8 @@ def _engine(state: State, topo, run: RunOptions, reporter, options, forks: int |
     from meshctl.core.engine import Engine
     from meshctl.core.transport import SSHOptions
 
-    ssh = SSHOptions(accept_new_host_keys=run.accept_new_host_keys, ssh_config=run.ssh_config)
+    ssh = SSHOptions(accept_new_host_keys=run.accept_new_host_keys, ssh_config=run.ssh_config,
+                     dead_peer_timeout=run.dead_peer_timeout)
     if run.known_hosts is not None:
         ssh.known_hosts = run.known_hosts
     if run.ask_become_pass:
