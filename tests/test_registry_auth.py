@@ -172,7 +172,7 @@ def test_a_plugin_can_supply_credentials_first(tmp_path, env_pw):
     ("  - host: r.example.com\n    prepull: [quay.io/ansible/ee:1]\n", "is not on r.example.com"),
     ("  - host: 'r.example.com:99999'\n", "must be HOST or HOST:PORT"),
     ("  - host: r.example.com\n  - host: r.example.com\n", "registry listed twice: r.example.com"),
-    ("  - host: r.example.com\n    ca_file: /nonexistent/ca.crt\n", "cannot read ca_file"),
+    ("  - host: r.example.com\n    ca_file: /nonexistent/ca.crt\n", "/nonexistent/ca.crt: no such registry ca_file"),
 ])
 def test_bad_entries_are_located_errors(plugins, tmp_path, entry, message):
     with pytest.raises(TopologyError) as info:
@@ -327,3 +327,21 @@ def test_good_mirror_locations_pass(plugins, tmp_path, location):
     topo = parse_topology(mesh(tmp_path, f"  - host: m.example.com\n    mirror_of: '{location}'\n"), "mesh.yml",
                           plugins)
     assert RA.registries(topo)[0].mirror_of == location
+
+
+def test_on_node_scripts_refuse_a_fifo_auth_json(tmp_path):
+    """A FIFO where auth.json (or its managed list) should be: the fact and the merge
+    end at once with a message, never wait for a writer."""
+    import getpass
+    import os
+    import subprocess
+
+    path = tmp_path / "auth.json"
+    os.mkfifo(path)
+    os.mkfifo(tmp_path / "auth.json.meshctl-managed")
+    fact = RA.auth_fact(str(path))
+    out = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True, timeout=30)
+    assert fact.parse(out.stdout, out.returncode)["error"] == f"{path} is not a regular file"
+    cmd = ["sh", "-c", RA._MERGE, "meshctl-authjson", str(path), getpass.getuser()]
+    r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)
+    assert r.returncode == 1 and r.stderr == f"meshctl: auth.json: {path} is not a regular file\n", r.stderr

@@ -44,6 +44,9 @@ from cryptography.hazmat.primitives.asymmetric.types import (
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshctl.core.errors import UsageError
+from meshctl.core.files import read_bytes as _read_bytes
+
 __all__ = [
     "KEY_TYPES",
     "NODEID_OID",
@@ -768,10 +771,11 @@ def _bundle_error(path: Path, message: str) -> ValueError:
 def _bundle_files(path: Path) -> dict[str, bytes]:
     """Regular files of the tarball by normalised name, read in memory with every bound
     checked; nothing is extracted to disk."""
-    size = path.stat().st_size
-    if size > MAX_BUNDLE_BYTES:
-        raise _bundle_error(path, f"{size} bytes is too large for an install bundle")
-    raw = path.read_bytes()
+    try:
+        # The safe reader: a FIFO reports size 0 and would then block a plain read.
+        raw = _read_bytes(path, "install bundle", MAX_BUNDLE_BYTES)
+    except UsageError as exc:
+        raise _bundle_error(path, str(exc).removeprefix(shown_path(path) + ": ")) from None
     if raw[:2] == b"\x1f\x8b":
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:

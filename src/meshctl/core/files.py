@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import shlex
 import stat
 import tarfile
 import tempfile
@@ -135,6 +136,26 @@ def open_tar(data: bytes, path: str | os.PathLike[str], what: str = "bundle",
     return tar
 
 
+def secret_file_problem(path: str | os.PathLike[str], what: str = "secret file") -> tuple[str, str] | None:
+    """What is wrong with a file holding a secret, as ``(severity, message)``: an error
+    when it is not a regular file (a directory, a FIFO...), a warning when group or
+    others may access it. None when it is fine or missing (reading it says so)."""
+    p = os.fspath(path)
+    try:
+        st = os.stat(p)  # stat, not open: a FIFO must not block here either
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        return "error", f"{shown(p)}: cannot read the {what}: {exc.strerror}"
+    if not stat.S_ISREG(st.st_mode):
+        return "error", f"{shown(p)}: the {what} is {_kind(st.st_mode)}, not a regular file"
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return "warning", (f"{shown(p)}: the {what} is open to group or others (mode {mode:04o}): "
+                           f"chmod 600 {shlex.quote(p)}")
+    return None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -173,4 +194,4 @@ def atomic_write(path: str | os.PathLike[str], data: bytes | str, mode: int | No
                 os.unlink(tmp)
 
 
-__all__ = ["atomic_write", "open_tar", "read_bytes", "read_text", "shown"]
+__all__ = ["atomic_write", "open_tar", "read_bytes", "read_text", "secret_file_problem", "shown"]

@@ -14,7 +14,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from meshctl.core import files
 from meshctl.core import receptor as R
+from meshctl.core.errors import UsageError
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import File
 from meshctl.core.types import CertBackend, NodeContext, TopologySection
@@ -127,13 +129,17 @@ def meshctl_validate_topology(topology, report):
         ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology))
         try:
             backend = reg.factory(options, ctx)
+            secret = _secret_problem(backend)
+            if secret is not None:
+                report(opts_path + (secret[0],), secret[2], secret[1])
             # Optional for backends: check files and settings before any host is touched.
-            problems = backend.validate() if hasattr(backend, "validate") else []
+            problems = [] if secret and secret[1] == "error" else (
+                backend.validate() if hasattr(backend, "validate") else [])
         except Exception as exc:  # a third-party backend's bug must read as its problem
             problems = [f"{eff.backend} backend: {exc}"]
         for problem in problems:
             report(opts_path, problem)
-        if eff.backend == "awx-bundle" and not problems and backend.bundle.node_id != node.name:
+        if eff.backend == "awx-bundle" and not problems and not secret and backend.bundle.node_id != node.name:
             report(opts_path + ("bundle",), f"{backend.path} is the bundle of node {backend.bundle.node_id!r}, "
                    f"not {node.name!r}")
         if own is not None and own.key_location == "node" and not getattr(backend, "supports_csr", False):
@@ -143,11 +149,16 @@ def meshctl_validate_topology(topology, report):
     if ws is not None and ws.public_key:
         p = S.resolve_path(topology, ws.public_key)
         try:
-            problem = work_key_problem(p.read_bytes())
-        except OSError as exc:
-            problem = f"cannot read: {exc.strerror}"
-        if problem:
-            report(("work_signing", "public_key"), f"{p}: {problem}")
+            problem = work_key_problem(_read_key(p, "work_signing public_key"))
+        except UsageError as exc:
+            report(("work_signing", "public_key"), str(exc))
+        else:
+            if problem:
+                report(("work_signing", "public_key"), f"{p}: {problem}")
+        if ws.private_key:
+            found = files.secret_file_problem(S.resolve_path(topology, ws.private_key), "work_signing private_key")
+            if found is not None:
+                report(("work_signing", "private_key"), found[1], found[0])
     elif ws is not None and not ws.verify:
         report(("work_signing", "verify"), "verify: false: execution nodes run unsigned work, so anyone "
                "holding a mesh certificate can run commands as the service user", "warning")
@@ -158,6 +169,24 @@ def meshctl_validate_topology(topology, report):
         problem = _signing_problem(topology)
         if problem:
             report(("work_signing",) if ws is not None else ("nodes",), problem)
+
+
+def _secret_problem(backend: Any) -> tuple[str, str, str] | None:
+    """(option, severity, message) for a built-in backend's secret file: the file
+    backend's CA key, the AWX bundle (it holds the node's private key)."""
+    if isinstance(backend, FileBackend):
+        option, path, what = "ca_key", backend.key_path, "CA key"
+    elif isinstance(backend, AwxBundle):
+        option, path, what = "bundle", backend.path, "install bundle"
+    else:
+        return None
+    found = files.secret_file_problem(path, what)
+    return None if found is None else (option, *found)
+
+
+def _read_key(path: Path, what: str) -> bytes:
+    # The safe reader: a FIFO must not block, /dev/zero must not fill memory.
+    return files.read_bytes(path, what, files.SECRET_LIMIT)
 
 
 def _joins_awx(topology: Any) -> bool:
@@ -212,7 +241,7 @@ def work_public_key(topo: Any) -> bytes | None:
     if ws is not None and not ws.verify:
         return None
     if ws is not None and ws.public_key:
-        return S.resolve_path(topo, ws.public_key).read_bytes()
+        return _read_key(S.resolve_path(topo, ws.public_key), "work_signing public_key")
     from meshctl.core.certs import work_signing_keypair
     from meshctl.plugins.cert_backends.backends import write_private
 
@@ -222,8 +251,8 @@ def work_public_key(topo: Any) -> bytes | None:
         if not pub.exists():
             private_pem, public_pem = work_signing_keypair()
             write_private(priv, private_pem)
-            pub.write_bytes(public_pem)
-    return pub.read_bytes()
+            files.atomic_write(pub, public_pem)  # its existence marks the pair complete
+    return _read_key(pub, "work public key")
 
 
 def work_private_key_path(topo: Any) -> Path | None:
@@ -252,14 +281,17 @@ def _signing_problem(topology: Any) -> str | None:
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
-        private = load_pem_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        return f"{path}: cannot read: {exc.strerror}"
+        private = load_pem_private_key(_read_key(path, "work_signing private_key"), password=None)
+    except UsageError as exc:
+        return str(exc)
     except (ValueError, TypeError):
         return f"{path}: not an unencrypted PEM private key"
     from cryptography.hazmat.primitives import serialization
 
-    public = work_public_key(topology) or b""
+    try:
+        public = work_public_key(topology) or b""
+    except UsageError:
+        return None  # the public key's own check reports it
     mine = private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     try:
         theirs = serialization.load_pem_public_key(public).public_bytes(
@@ -325,7 +357,7 @@ def meshctl_node_operations(ctx: NodeContext):
     ]
     private = work_private_key_path(topo) if node.role == "control" else None
     if private is not None:
-        ops.append(File(path=R.WORK_PRIVATE_KEY, content=private.read_bytes(), mode="0600", owner=rs.user,
+        ops.append(File(path=R.WORK_PRIVATE_KEY, content=_read_key(private, "work_signing private_key"), mode="0600", owner=rs.user,
                         group=rs.group, secret=True, notify=[SERVICE, RELABEL]))
     pub = work_key_for(plugins, topo, node, backend)
     if pub is not None:

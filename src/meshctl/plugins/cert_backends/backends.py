@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import serialization
 from pydantic import Field
 
 from meshctl.core import certs as C
-from meshctl.core.errors import MeshctlError
+from meshctl.core import files
+from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.topology import StrictModel
 
 
@@ -50,13 +51,16 @@ def _pem(cert: Any) -> bytes:
 def write_private(path: Path, data: bytes) -> None:
     """Write a secret file 0600 atomically (never world-readable, not even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # atomic_write's temporary file is made 0600 by mkstemp, before any byte is written.
+    files.atomic_write(path, data, mode=0o600)
+
+
+def _read(path: Path, what: str) -> bytes:
+    """A CA or state file through the safe reader (no FIFO hang, size cap), as a CertError."""
     try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        return files.read_bytes(path, what, files.SECRET_LIMIT)
+    except UsageError as exc:
+        raise CertError(str(exc)) from None
 
 
 class _Signer:
@@ -110,7 +114,9 @@ class SelfSigned(_Signer):
     def rotation_phase(self) -> str | None:
         if self._phase is None:
             try:
-                self._phase = (json.loads(self.rotation_file.read_text())["phase"],)
+                if not self.rotation_file.exists():
+                    raise FileNotFoundError
+                self._phase = (json.loads(_read(self.rotation_file, "rotation state"))["phase"],)
             except FileNotFoundError:
                 self._phase = (None,)
             except (ValueError, KeyError) as exc:
@@ -140,10 +146,11 @@ class SelfSigned(_Signer):
                 k, c = C.create_ca(C.ca_common_name(self.ctx.mesh), "rsa4096", 3650)
                 self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 write_private(key, C.key_to_pem(k))
-                crt.write_bytes(_pem(c))
+                files.atomic_write(crt, _pem(c))
             try:
                 # Our own 0600 state: skip RSA consistency checks (a quarter second for 4096 bits).
-                pair = (C.load_private_key(key.read_bytes(), trusted=True), C.load_cert(crt.read_bytes()))
+                pair = (C.load_private_key(_read(key, "mesh CA key"), trusted=True),
+                        C.load_cert(_read(crt, "mesh CA certificate")))
             except (ValueError, OSError) as exc:
                 raise CertError(f"cannot read the mesh CA in {self.dir}: {exc}") from None
             self._cache[stem] = pair
@@ -174,7 +181,7 @@ class SelfSigned(_Signer):
                 path = self.dir / f"{stem}.crt"
                 if stem == "ca" and not path.exists():
                     self.current()  # a new mesh: make its CA
-                self._certs[stem] = C.load_cert(path.read_bytes()) if path.exists() else None
+                self._certs[stem] = C.load_cert(_read(path, "CA certificate")) if path.exists() else None
         return self._certs[stem]
 
     def trust_bundle(self) -> bytes:
@@ -228,15 +235,11 @@ class FileBackend(_Signer):
 
 def load_ca_files(cert_path: Path, key_path: Path) -> tuple[Any, Any]:
     try:
-        cert = C.load_cert(cert_path.read_bytes())
-    except OSError as exc:
-        raise CertError(f"{cert_path}: cannot read the CA certificate: {exc.strerror}") from None
+        cert = C.load_cert(_read(cert_path, "CA certificate"))
     except ValueError as exc:
         raise CertError(f"{cert_path}: not a PEM certificate ({exc})") from None
     try:
-        key = C.load_private_key(key_path.read_bytes())
-    except OSError as exc:
-        raise CertError(f"{key_path}: cannot read the CA key: {exc.strerror}") from None
+        key = C.load_private_key(_read(key_path, "CA key"))
     except (ValueError, TypeError) as exc:
         raise CertError(f"{key_path}: not an unencrypted PEM private key ({exc})") from None
     if C.public_key_pem(key) != C.public_key_pem(cert):

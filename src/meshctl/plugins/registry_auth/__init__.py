@@ -23,7 +23,8 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, RootModel, field_validator, model_validator
 
 from meshctl.core import facts as F
-from meshctl.core.errors import MeshctlError
+from meshctl.core import files
+from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Change, Cmd, Directory, File, NoChange, Operation, PlanResult
 from meshctl.core.topology import StrictModel, valid_address
@@ -170,10 +171,10 @@ def meshctl_registry_credentials(registry: Registry, topology: Any) -> RegistryC
     elif registry.password_file is not None:
         path = resolve_path(topology, registry.password_file)
         try:
-            with open(path, encoding="utf-8") as fh:
-                value = fh.read().rstrip("\n")
-        except OSError as exc:
-            raise MeshctlError(f"registry {registry.host}: cannot read password_file {path}: {exc.strerror}") from None
+            # The safe reader: a FIFO would block open(), /dev/zero would fill memory.
+            value = files.read_text(path, "registry password_file", files.SECRET_LIMIT).rstrip("\n")
+        except UsageError as exc:
+            raise MeshctlError(f"registry {registry.host}: {exc}") from None
     elif registry.password_command is not None:
         try:
             r = subprocess.run(shlex.split(registry.password_command), capture_output=True, text=True, timeout=60,
@@ -219,20 +220,27 @@ def meshctl_validate_topology(topology, report):
                    "is not set")
         if reg.password_file is not None:
             p = resolve_path(topology, reg.password_file)
-            if not os.access(p, os.R_OK):
+            found = files.secret_file_problem(p, "registry password_file")
+            if found is not None:
+                report(base + ("password_file",), f"registry {reg.host}: {found[1]}", found[0])
+            if (found is None or found[0] != "error") and not os.access(p, os.R_OK):
                 report(base + ("password_file",), f"registry {reg.host}: cannot read password_file {p}")
         if reg.ca_file is not None:
             p = resolve_path(topology, reg.ca_file)
             try:
-                data = p.read_bytes()
-            except OSError as exc:
-                report(base + ("ca_file",), f"registry {reg.host}: cannot read ca_file {p}: {exc.strerror}")
+                data = _ca_file(p)
+            except UsageError as exc:
+                report(base + ("ca_file",), f"registry {reg.host}: {exc}")
                 continue
             if b"-----BEGIN CERTIFICATE-----" not in data:
                 report(base + ("ca_file",), f"registry {reg.host}: ca_file {p} is not a PEM certificate")
         if reg.insecure:
             report(base + ("insecure",), f"registry {reg.host}: insecure: true turns off TLS verification for it",
                    "warning")
+
+
+def _ca_file(path: Any) -> bytes:
+    return files.read_bytes(path, "registry ca_file", files.SECRET_LIMIT)
 
 
 # -- operations ----------------------------------------------------------------------
@@ -245,6 +253,30 @@ def _digest(auth: str) -> str:
     return hashlib.sha256(auth.encode()).hexdigest()
 
 
+# On the node, auth.json and its managed list are read non-blocking and only when
+# regular files: a FIFO there would otherwise hang the run. No single quote here
+# (the merge runs as python -c '...').
+_NODE_READ = """
+import stat
+def read(p):
+    fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(p + " is not a regular file")
+        chunks, size = [], 0
+        while size <= 8 << 20:
+            b = os.read(fd, 1 << 20)
+            if not b:
+                break
+            chunks.append(b)
+            size += len(b)
+        if size > 8 << 20:
+            raise OSError(p + " is larger than 8 MiB")
+        return b"".join(chunks).decode("utf-8")
+    finally:
+        os.close(fd)
+"""
+
 # The merge leaves the digest of the auth.json it wrote, and the digests of the
 # credentials it set, in the managed file. While auth.json still has that digest
 # those are the answer: no interpreter start on a warm run. Any other content
@@ -253,7 +285,7 @@ _AUTH_FACT = r"""
 f=$1; m="$f.meshctl-managed"; hit=
 if [ ! -e "$f" ] && [ ! -e "$m" ]; then
     hit=absent
-elif [ -f "$f" ] && [ -r "$m" ]; then
+elif [ -f "$f" ] && [ -f "$m" ] && [ -r "$m" ]; then
     d=$(sha256sum < "$f" 2>/dev/null); d=${d%% *}
     while IFS= read -r l; do [ "$l" = "#sha256 $d" ] && hit=cached; done < "$m"
 fi
@@ -266,27 +298,30 @@ else
 for py in /opt/meshctl/venv/bin/python /usr/bin/python3 /usr/libexec/platform-python; do [ -x "$py" ] && break; done
 "$py" - "$1" <<'PYEOF'
 import hashlib, json, os, pwd, sys
+@READ@
 path = sys.argv[1]
 out = {"exists": os.path.exists(path), "hashes": {}, "managed": []}
 try:
     st = os.stat(path)
     out["mode"] = format(st.st_mode & 0o777, "o")
     out["owner"] = pwd.getpwuid(st.st_uid).pw_name
-    data = json.load(open(path))
+    data = json.loads(read(path))
     for host, entry in (data.get("auths") or {}).items():
         out["hashes"][host] = hashlib.sha256(str(entry.get("auth", "")).encode()).hexdigest()
 except FileNotFoundError:
     pass
+except OSError as exc:
+    out["error"] = str(exc) if "regular file" in str(exc) or "larger than" in str(exc) else type(exc).__name__
 except Exception as exc:
     out["error"] = type(exc).__name__
 try:
-    out["managed"] = [l.strip() for l in open(path + ".meshctl-managed") if l.strip() and l[0] != "#"]
+    out["managed"] = [l.strip() for l in read(path + ".meshctl-managed").splitlines() if l.strip() and l[0] != "#"]
 except OSError:
     pass
 print(json.dumps(out))
 PYEOF
 fi
-"""
+""".replace("@READ@", _NODE_READ)
 
 
 def auth_fact(path: str) -> F.Fact:
@@ -323,15 +358,19 @@ _MERGE = r"""
 for py in /opt/meshctl/venv/bin/python /usr/bin/python3 /usr/libexec/platform-python; do [ -x "$py" ] && break; done
 "$py" -c '
 import json, os, sys, tempfile
+@READ@
 path, owner = sys.argv[1], sys.argv[2]
 want = json.load(sys.stdin)
 try:
-    data = json.load(open(path))
+    data = json.loads(read(path))
 except FileNotFoundError:
     data = {}
+except OSError as exc:
+    print("meshctl: auth.json: %s" % (exc.strerror or exc), file=sys.stderr)
+    sys.exit(1)
 auths = data.setdefault("auths", {})
 try:
-    before = [l.strip() for l in open(path + ".meshctl-managed") if l.strip() and l[0] != "#"]
+    before = [l.strip() for l in read(path + ".meshctl-managed").splitlines() if l.strip() and l[0] != "#"]
 except OSError:
     before = []
 for host in before:
@@ -364,7 +403,7 @@ for target, text in ((path, text), (path + ".meshctl-managed", managed)):
     os.replace(tmp, target)
 print("auth.json: %d registr%s managed by meshctl" % (len(want), "y" if len(want) == 1 else "ies"))
 ' "$1" "$2"
-"""
+""".replace("@READ@", _NODE_READ)
 
 
 @dataclass
@@ -502,7 +541,7 @@ def meshctl_registry_files(ctx: NodeContext):
             d = f"{CERTS_D}/{reg.host}"
             keep_certs.append(d)
             ops += [Directory(path=CERTS_D, mode="0755"), Directory(path=d, mode="0755"),
-                    File(path=f"{d}/ca.crt", content=resolve_path(ctx.topology, reg.ca_file).read_bytes(),
+                    File(path=f"{d}/ca.crt", content=_ca_file(resolve_path(ctx.topology, reg.ca_file)),
                          mode="0644"),
                     File(path=f"{d}/{MANAGED_MARK}", content=f"# {reg.host}: managed by meshctl\n")]
         if reg.insecure or reg.mirror_of:
