@@ -709,3 +709,32 @@ def test_awx_bundle_certificate_checked_at_a_given_time(ca, tmp_path, work_publi
     with pytest.raises(ValueError, match=r"receptor.crt is not valid before .* \(check this machine's clock"):
         C.read_awx_bundle(path, now=now - dt.timedelta(days=1))
 
+
+
+def test_certs_issue_writes_nothing_when_a_node_fails(tmp_path, monkeypatch, capsys):
+    """Everything is issued in memory first: the second node's failure leaves no file."""
+    from meshctl.core.cli import main
+    from meshctl.plugins.cert_backends import backends
+
+    real = backends._Signer.issue
+
+    def issue(self, node_id, addresses, key_type, days):
+        if node_id == "e1":  # what cryptography says of a name it cannot put in a certificate
+            raise ValueError("scoped IPv6 address cannot be a certificate name")
+        return real(self, node_id, addresses, key_type, days)
+
+    monkeypatch.setattr(backends._Signer, "issue", issue)
+    monkeypatch.setenv("MESHCTL_DISABLE_PLUGIN_AUTOLOAD", "1")
+    p = tmp_path / "mesh.yml"
+    p.write_text("mesh: issue\nnodes:\n  - name: awx\n    role: control\n    managed: false\n"
+                 "    address: awx.example.com\n    peers: [h1]\n  - name: h1\n    role: hop\n"
+                 "    address: h1.example.com\n    listener: {port: 27199}\n"
+                 "  - name: e1\n    role: execution\n    address: e1.example.com\n    peers: [h1]\n")
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as info:
+        main(["certs", "issue", "-f", str(p), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert info.value.code not in (0, None) and "internal error" not in err, err
+    assert [ln for ln in err.splitlines() if ln.strip()] == [
+        "error: node e1: cannot issue its certificate: scoped IPv6 address cannot be a certificate name"]
+    assert not out.exists() or list(out.iterdir()) == []

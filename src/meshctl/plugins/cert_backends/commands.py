@@ -39,23 +39,34 @@ def register(cli: click.Group) -> None:
     @click.pass_obj
     def issue(state: Any, file: Path, out: Path, node_opt: tuple[str, ...]) -> None:
         """Issue certificates offline (keys made here), e.g. for nodes meshctl does not reach."""
+        from meshctl.core import files
+        from meshctl.core.errors import MeshctlError
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import write_private
 
         topo = corecli._load(state, file)
         nodes = _nodes(topo, node_opt)
-        out.mkdir(parents=True, exist_ok=True)
-        trust = None
+        # Issue everything in memory first: a node that fails leaves no files of the others.
+        issued, trust = [], None
         for node in nodes:
             backend = backend_for(state.plugins, topo, node)
             eff = S.effective(topo, node)
-            key_pem, cert_pem = backend.issue(node.name, S.node_addresses(node), eff.key_type, eff.validity_days)
-            write_private(out / f"{node.name}.key", key_pem)
-            (out / f"{node.name}.crt").write_bytes(cert_pem)
-            trust = backend.trust_bundle()
-            state.out.print(f"{node.name}: {out / (node.name + '.crt')}, {out / (node.name + '.key')} (0600)")
+            try:
+                key_pem, cert_pem = backend.issue(node.name, S.node_addresses(node), eff.key_type,
+                                                  eff.validity_days)
+                trust = backend.trust_bundle()
+            except MeshctlError:
+                raise
+            except (ValueError, TypeError) as exc:  # e.g. a name cryptography cannot put in a certificate
+                raise UsageError(f"node {node.name}: cannot issue its certificate: {exc}") from None
+            issued.append((node.name, key_pem, cert_pem))
+        out.mkdir(parents=True, exist_ok=True)
+        for name, key_pem, cert_pem in issued:
+            write_private(out / f"{name}.key", key_pem)
+            files.atomic_write(out / f"{name}.crt", cert_pem)
+            state.out.print(f"{name}: {out / (name + '.crt')}, {out / (name + '.key')} (0600)")
         if trust is not None:
-            (out / "ca.crt").write_bytes(trust)
+            files.atomic_write(out / "ca.crt", trust)
             state.out.print(f"CA: {out / 'ca.crt'}")
 
     @certs.command("status")
