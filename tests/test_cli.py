@@ -106,4 +106,4 @@ def test_import_aap_inventory_errors_name_file_and_line():
 def test_plugins_json_lists_builtins():
     r = meshctl("plugins", "-o", "json")
     names = [p["name"] for p in json.loads(r.stdout)]
-    assert names[:3] == ["os_debian", "os_rhel", "base_node"]
+    assert names[:4] == ["core", "os_debian", "os_rhel", "base_node"]

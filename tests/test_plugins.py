@@ -31,6 +31,7 @@ from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Change, NoChange
 from meshctl.core.plugins import (
     BUILTIN_PLUGINS,
+    CORE_PLUGIN,
     DISABLE_AUTOLOAD_ENV,
     create_plugin_manager,
     parse_plugin_args,
@@ -40,7 +41,7 @@ from meshctl.core.types import OSRelease, Role, TopologySection
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "meshctl-plugin-example"
-BUILTIN_NAMES = [m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS]
+BUILTIN_NAMES = [CORE_PLUGIN] + [m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS]
 EXAMPLE_HOOKS = [
     "meshctl_cli_options",
     "meshctl_node_operations",

@@ -39,21 +39,21 @@ def _console(stderr: bool) -> Console:
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=not stream.isatty())
 
 
-def _file_option(f: Callable) -> Callable:
+def file_option(f: Callable) -> Callable:
     return click.option(
         "-f", "--file", "file", default="mesh.yml", show_default=True,
         type=click.Path(dir_okay=False, path_type=Path), help="Topology file.",
     )(f)
 
 
-def _output_option(f: Callable) -> Callable:
+def output_option(f: Callable) -> Callable:
     return click.option("--output", "-o", type=click.Choice(["text", "json"]), default="text",
                         show_default=True, help="Output format.")(f)
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """The options every command that reaches nodes takes (``_run_options``)."""
+    """The options every command that reaches nodes takes (``run_options``)."""
 
     limit: str | None
     forks: int
@@ -65,7 +65,7 @@ class RunOptions:
     dead_peer_timeout: float
 
 
-def _run_options(f: Callable) -> Callable:
+def run_options(f: Callable) -> Callable:
     """Adds the run options and hands them to ``f`` as one ``run: RunOptions``
     (``-v`` here adds to the global verbosity)."""
 
@@ -96,7 +96,7 @@ def _run_options(f: Callable) -> Callable:
     return with_run
 
 
-def _load(state: State, file: Path):
+def load_topology_file(state: State, file: Path):
     from meshctl.core.topology import load_topology
 
     topo = load_topology(file, state.plugins)
@@ -105,7 +105,7 @@ def _load(state: State, file: Path):
     return topo
 
 
-def _select(topo, limit: str | None):
+def select_nodes(topo, limit: str | None):
     nodes = topo.managed_nodes
     if not limit:
         return nodes
@@ -119,7 +119,7 @@ def _select(topo, limit: str | None):
     return [n for n in nodes if n.name in wanted]
 
 
-def _engine(state: State, topo, run: RunOptions, reporter, options, forks: int | None = None):
+def make_engine(state: State, topo, run: RunOptions, reporter, options, forks: int | None = None):
     """The engine for a command; ``forks`` overrides ``--forks`` (one node at a time)."""
     from meshctl.core.engine import Engine
     from meshctl.core.transport import SSHOptions
@@ -144,14 +144,14 @@ def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: Run
         print_summary,
     )
 
-    topo = _load(state, file)
-    nodes = _select(topo, run.limit)
+    topo = load_topology_file(state, file)
+    nodes = select_nodes(topo, run.limit)
     if not nodes:
         raise UsageError("no managed nodes to work on")
     options = dict(ctx.meta.get("plugin_options", {}))
     tty = state.err.is_terminal and output == "text"
     reporter = RichReporter([n.name for n in nodes], state.err) if tty else PlainReporter(verbose=state.verbose > 0)
-    engine = _engine(state, topo, run, reporter, options)
+    engine = make_engine(state, topo, run, reporter, options)
     if tty:
         with reporter:
             results = engine.run(nodes, apply=apply)
@@ -187,18 +187,18 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
             ctx.obj.err.print(f"warning: {w}", markup=False)
 
     @cli.command()
-    @_file_option
+    @file_option
     @click.pass_obj
     def validate(state: State, file: Path) -> None:
         """Check a topology file; report every problem as FILE:LINE:COL."""
-        topo = _load(state, file)
+        topo = load_topology_file(state, file)
         managed = len(topo.managed_nodes)
         state.out.print(f"{file}: valid ({len(topo.nodes)} nodes, {managed} managed)", markup=False)
 
     @cli.command()
-    @_file_option
-    @_run_options
-    @_output_option
+    @file_option
+    @run_options
+    @output_option
     @click.option("--detailed", is_flag=True, help="Show full content of new files and unchanged items.")
     @click.pass_context
     def plan(ctx: click.Context, file, run: RunOptions, output, detailed, **plugin_opts) -> None:
@@ -207,9 +207,9 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         _execute(ctx.obj, ctx, False, file, run, output, detailed)
 
     @cli.command()
-    @_file_option
-    @_run_options
-    @_output_option
+    @file_option
+    @run_options
+    @output_option
     @click.pass_context
     def provision(ctx: click.Context, file, run: RunOptions, output, **plugin_opts) -> None:
         """Apply the topology: make every managed node match it."""
@@ -217,8 +217,8 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         _execute(ctx.obj, ctx, True, file, run, output)
 
     @cli.command()
-    @_file_option
-    @_run_options
+    @file_option
+    @run_options
     @click.pass_context
     def facts(ctx: click.Context, file, run: RunOptions) -> None:
         """Print, as JSON, the OS and facts meshctl reads from each node (what plans
@@ -226,9 +226,9 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         from meshctl.core.output import PlainReporter, print_json
 
         state: State = ctx.obj
-        topo = _load(state, file)
-        nodes = _select(topo, run.limit)
-        engine = _engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
+        topo = load_topology_file(state, file)
+        nodes = select_nodes(topo, run.limit)
+        engine = make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
         results = engine.run(nodes, apply=False, record=True)
         print_json({r.node: r.recorded if r.recorded is not None else {"error": r.error, "cause": r.cause}
                     for r in results})
@@ -236,18 +236,18 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
             ctx.exit(1)
 
     @cli.command()
-    @_file_option
-    @_run_options
-    @_output_option
+    @file_option
+    @run_options
+    @output_option
     @click.pass_context
     def verify(ctx: click.Context, file, run: RunOptions, output) -> None:
         """Run the registered checks on each node; exit 1 when any check fails."""
         from meshctl.core.output import PlainReporter, print_checks, print_json, summary_counts
 
         state: State = ctx.obj
-        topo = _load(state, file)
-        nodes = _select(topo, run.limit)
-        engine = _engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
+        topo = load_topology_file(state, file)
+        nodes = select_nodes(topo, run.limit)
+        engine = make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
         results = engine.run(nodes, apply=False, verify=True)
         if output == "json":
             print_json({"command": "verify", "mesh": topo.mesh, "summary": summary_counts(results),
@@ -258,7 +258,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
             ctx.exit(1)
 
     @cli.command("plugins")
-    @_output_option
+    @output_option
     @click.pass_obj
     def plugins_cmd(state: State, output: str) -> None:
         """List loaded plugins, their distribution and the hooks they implement."""
@@ -279,7 +279,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         state.out.print(t)
 
     @cli.command()
-    @_file_option
+    @file_option
     @click.option("--format", "fmt", type=click.Choice(["dot", "mermaid", "svg"]), default="dot",
                   show_default=True)
     @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -289,7 +289,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         """Draw the topology: roles as shapes, peers as arrows, listener ports."""
         from meshctl.core import graph as g
 
-        topo = _load(state, file)
+        topo = load_topology_file(state, file)
         if fmt == "svg":
             data = g.render_svg(topo)
         else:

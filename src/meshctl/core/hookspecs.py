@@ -119,6 +119,20 @@ def meshctl_register_cert_backends(register: Callable[[CertBackend], None]) -> N
     """
 
 
+@hookspec
+def meshctl_known_secrets(topology: Topology, node: Any) -> list[str] | None:
+    """Secret strings of this node's configuration (a registry password, its
+    auth.json form) that output about the node must never contain: ``diagnose``
+    redacts every one of them. Return a list, or ``None``.
+
+    Example::
+
+        @hookimpl
+        def meshctl_known_secrets(topology, node):
+            return [my_token(topology)]
+    """
+
+
 @hookspec(firstresult=True)
 def meshctl_registry_credentials(
     registry: Any, node: Any, topology: Topology

@@ -128,7 +128,7 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
-def _attr_fixes(path: str, fact: dict[str, Any], mode: int, owner: str, group: str) -> tuple[list[str], list[Cmd]]:
+def attr_fixes(path: str, fact: dict[str, Any], mode: int, owner: str, group: str) -> tuple[list[str], list[Cmd]]:
     notes, cmds = [], []
     have_mode = int(fact.get("mode", "0"), 8)
     if have_mode != mode:
@@ -185,7 +185,7 @@ class File(Operation):
         if fact.get("sha256") != want:
             return Change(self, "update content", self.write_commands,
                           diff=lambda: self._diff(F.decode_content(fact)))
-        notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
+        notes, cmds = attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
         if cmds:
             return Change(self, ", ".join(notes), cmds)
         return NoChange(self, "content, mode and owner match")
@@ -231,7 +231,7 @@ class Directory(Operation):
             ])
         if kind != "dir":
             raise OperationError(f"{self.path} exists but is a {kind}, not a directory")
-        notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
+        notes, cmds = attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
         if cmds:
             return Change(self, ", ".join(notes), cmds)
         return NoChange(self, "exists with mode and owner")
@@ -559,7 +559,7 @@ class Upload(Operation):
             what = "upload" if kind == "absent" else (
                 "replace (size or mtime differs)" if self.quick_check else "replace (checksum differs)")
             return Change(self, f"{what}, {size} bytes", cmds, uploads=[(self.source, name)])
-        notes, cmds = _attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
+        notes, cmds = attr_fixes(self.path, fact, _mode(self.mode), self.owner, self.group)
         if cmds:
             return Change(self, ", ".join(notes), cmds)
         return NoChange(self, f"{'size, mtime' if self.quick_check else 'checksum'}, mode and owner match")

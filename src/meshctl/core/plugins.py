@@ -36,6 +36,7 @@ ENGINE_SETTINGS = frozenset({"apply_timeout", "cert_force", "cert_renew_within",
 DISABLE_AUTOLOAD_ENV = "MESHCTL_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "MESHCTL_TRACE_HOOKS"
 
+CORE_PLUGIN = "core"  # sections core provides (meshctl.core.sections)
 # Built-in plugins are plain modules registered exactly like third-party ones.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "meshctl.plugins.os_debian",
@@ -217,7 +218,7 @@ def _flatten(results: Iterable[Any]) -> list[Any]:
 
 
 def _builtin_names() -> set[str]:
-    return {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS}
+    return {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS} | {CORE_PLUGIN}
 
 
 def parse_plugin_args(values: Iterable[str]) -> tuple[list[str], set[str]]:
@@ -290,6 +291,8 @@ def create_plugin_manager(
         pm.set_blocked(name)
 
     if builtins:
+        # Core's own sections first: they stay when a built-in plugin is blocked.
+        _register(importlib.import_module("meshctl.core.sections"), CORE_PLUGIN, ("meshctl", __version__))
         for modname in BUILTIN_PLUGINS:
             short = modname.rsplit(".", 1)[-1]
             if short in blocked:

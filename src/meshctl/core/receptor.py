@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Literal
 
 import jinja2
+from pydantic import Field, model_validator
 
+from meshctl.core.topology import StrictModel
 from meshctl.core.writers import yaml_string
 
 CONF_DIR = "/etc/receptor"
@@ -166,6 +168,37 @@ def render_config(mesh: str, sections: list[dict[str, Any]]) -> str:
             else:
                 rows.append((name, scalar(body), ()))
     return _TEMPLATE.render(mesh=mesh, sections=rows)
+
+
+class ReceptorSection(StrictModel):
+    """``receptor:`` in mesh.yml: how receptor runs on provisioned nodes."""
+
+    user: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    group: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+    # Paths reach unit files, tmpfiles entries and shell commands: a plain absolute path only.
+    home: str = Field(default="/home/awx", pattern=r"^/[A-Za-z0-9._/-]*$")
+    # receptor's work units (node.datadir); not under /tmp, see receptor.DATA_DIR
+    datadir: str = Field(default=DATA_DIR, pattern=r"^/[A-Za-z0-9._/-]*$")
+    log_level: str = Field(default="info", pattern=r"^(error|warning|info|debug)$")
+    start: bool = True
+    mintls13: bool = False
+    version: str = Field(default="1.6.9", pattern=r"^\d+\.\d+\.\d+([-+.][0-9A-Za-z.]+)?$")
+    install: Literal["release", "package", "local", "none"] = "release"
+    binary: str | None = None  # install: local -- a receptor binary on this machine
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+    # install: release -- where releases are mirrored (GitHub's layout: <url>/v<version>/<tarball>)
+    release_url: str | None = Field(default=None, pattern=r"^(https?|file)://[^\s]+$")
+
+    @model_validator(mode="after")
+    def _binary_for_local(self) -> ReceptorSection:
+        if self.install == "local" and not self.binary:
+            raise ValueError("install: local needs binary: PATH (the receptor binary to upload)")
+        return self
+
+
+def receptor_settings(ctx: Any) -> ReceptorSection:
+    """The ``receptor:`` section of a node's topology, or its defaults."""
+    return ctx.section("receptor") or ReceptorSection()
 
 
 def reload_command() -> str:

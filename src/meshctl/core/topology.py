@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import os
 import re
 import types
 import typing
@@ -195,6 +196,17 @@ class Topology:
         if node.role == "control":
             out += [n for n in self.nodes if n.peers_from_control_nodes and n.name not in node.peers]
         return out
+
+
+def base_dir(topo: Topology) -> Path:
+    """Relative paths in mesh.yml are relative to the file itself."""
+    return Path(topo.file).resolve().parent
+
+
+def resolve_path(topo: Topology, value: str) -> Path:
+    """A path from mesh.yml: ``~`` expanded, relative to the topology file."""
+    p = Path(os.path.expanduser(value))
+    return p if p.is_absolute() else base_dir(topo) / p
 
 
 # ---------------------------------------------------------------------------

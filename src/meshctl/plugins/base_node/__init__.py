@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import shlex
 import time
-from typing import Any, Literal
-
-from pydantic import Field, model_validator
+from typing import Any
 
 from meshctl.core import facts as F
 from meshctl.core import receptor as R
@@ -25,39 +23,12 @@ from meshctl.core.ops import (
     Upload,
     User,
 )
-from meshctl.core.receptor import Octal
-from meshctl.core.topology import StrictModel
-from meshctl.core.types import Check, CheckResult, NodeContext, Role, TopologySection
-
-
-class ReceptorSection(StrictModel):
-    """``receptor:`` in mesh.yml: how receptor runs on provisioned nodes."""
-
-    user: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    group: str = Field(default="awx", pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
-    # Paths reach unit files, tmpfiles entries and shell commands: a plain absolute path only.
-    home: str = Field(default="/home/awx", pattern=r"^/[A-Za-z0-9._/-]*$")
-    # receptor's work units (node.datadir); not under /tmp, see receptor.DATA_DIR
-    datadir: str = Field(default=R.DATA_DIR, pattern=r"^/[A-Za-z0-9._/-]*$")
-    log_level: str = Field(default="info", pattern=r"^(error|warning|info|debug)$")
-    start: bool = True
-    mintls13: bool = False
-    version: str = Field(default="1.6.9", pattern=r"^\d+\.\d+\.\d+([-+.][0-9A-Za-z.]+)?$")
-    install: Literal["release", "package", "local", "none"] = "release"
-    binary: str | None = None  # install: local -- a receptor binary on this machine
-    sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
-    # install: release -- where releases are mirrored (GitHub's layout: <url>/v<version>/<tarball>)
-    release_url: str | None = Field(default=None, pattern=r"^(https?|file)://[^\s]+$")
-
-    @model_validator(mode="after")
-    def _binary_for_local(self) -> ReceptorSection:
-        if self.install == "local" and not self.binary:
-            raise ValueError("install: local needs binary: PATH (the receptor binary to upload)")
-        return self
+from meshctl.core.receptor import Octal, ReceptorSection, receptor_settings
+from meshctl.core.types import Check, CheckResult, NodeContext, Role
 
 
 def settings(ctx: NodeContext) -> ReceptorSection:
-    return ctx.section("receptor") or ReceptorSection()
+    return receptor_settings(ctx)
 
 
 @hookimpl
@@ -67,12 +38,6 @@ def meshctl_register_roles(register):
                               "with managed: true (AAP VM installs)"))
     register(Role("hybrid", runs_work=True, provisionable=False,
                   description="control + execution (AAP VM installs); not provisioned by meshctl"))
-
-
-@hookimpl
-def meshctl_register_topology_sections(register):
-    register(TopologySection("receptor", ReceptorSection, scope="mesh",
-                             description="service user, log level, start policy"))
 
 
 @hookimpl
@@ -142,7 +107,7 @@ def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[An
         return [B.ReleaseBinary(version=s.version, arch=ctx.os_release.arch, sha256=s.sha256,
                                 base_url=s.release_url, notify=[svc, relabel])]
     if s.install == "local":
-        from meshctl.plugins.cert_backends.settings import resolve_path
+        from meshctl.core.topology import resolve_path
 
         source = resolve_path(ctx.topology, s.binary or "")
         return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc, relabel]),

@@ -13,9 +13,9 @@ from meshctl.core import cli as corecli
 
 def register(cli: click.Group) -> None:
     @cli.command("preflight")
-    @corecli._file_option
-    @corecli._run_options
-    @corecli._output_option
+    @corecli.file_option
+    @corecli.run_options
+    @corecli.output_option
     @click.pass_context
     def preflight(ctx: click.Context, file: Path, run: corecli.RunOptions, output) -> None:
         """Make receptor's start-up checks now, on each node: receptor.conf sections and
@@ -26,9 +26,9 @@ def register(cli: click.Group) -> None:
         from meshctl.plugins.base_node import settings
 
         state = ctx.obj
-        topo = corecli._load(state, file)
-        nodes = corecli._select(topo, run.limit)
-        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
+        topo = corecli.load_topology_file(state, file)
+        nodes = corecli.select_nodes(topo, run.limit)
+        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
 
         def script(nctx: Any) -> str:
             return P.script(settings(nctx).user, P.peer_hosts(topo, nctx.node))
@@ -50,9 +50,9 @@ def register(cli: click.Group) -> None:
 def register_remove(cli: click.Group) -> None:
     @cli.command("remove")
     @click.argument("nodes", nargs=-1, required=True)
-    @corecli._file_option
-    @corecli._run_options
-    @corecli._output_option
+    @corecli.file_option
+    @corecli.run_options
+    @corecli.output_option
     @click.option("--purge-user", is_flag=True, help="Also remove the service user (awx) and its data.")
     @click.option("--yes", "-y", is_flag=True, help="Remove without asking (required when not on a terminal).")
     @click.pass_context
@@ -72,11 +72,11 @@ def register_remove(cli: click.Group) -> None:
         )
 
         state = ctx.obj
-        topo = corecli._load(state, file)
+        topo = corecli.load_topology_file(state, file)
         names = ",".join(n for v in nodes for n in v.split(",") if n)
-        targets = corecli._select(topo, names)
+        targets = corecli.select_nodes(topo, names)
         options = {"remove": {"purge_user": purge_user}}
-        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options)
+        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options)
         preview = engine.run(targets, apply=False)
         bad = [r for r in preview if r.status in ("failed", "unreachable")]
         if output == "text":
@@ -111,9 +111,9 @@ def register_remove(cli: click.Group) -> None:
 
 def register_status(cli: click.Group) -> None:
     @cli.command("status")
-    @corecli._file_option
-    @corecli._run_options
-    @corecli._output_option
+    @corecli.file_option
+    @corecli.run_options
+    @corecli.output_option
     @click.option("--timeout", type=click.IntRange(5, 600), default=60, show_default=True,
                   help="Seconds to wait for one node: a slow node does not stall the report.")
     @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True)
@@ -130,9 +130,9 @@ def register_status(cli: click.Group) -> None:
         from meshctl.plugins.base_node import status as S
 
         state = ctx.obj
-        topo = corecli._load(state, file)
-        nodes = corecli._select(topo, run.limit)
-        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
+        topo = corecli.load_topology_file(state, file)
+        nodes = corecli.select_nodes(topo, run.limit)
+        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
                                  {"probe_timeout": timeout})
         # Bound the connection as well as the command (a node's own connect_timeout wins).
         engine.ssh.connect_timeout = float(min(timeout, 30))
@@ -181,8 +181,8 @@ def register_status(cli: click.Group) -> None:
 def register_diagnose(cli: click.Group) -> None:
     @cli.command("diagnose")
     @click.argument("node_name", metavar="NODE")
-    @corecli._file_option
-    @corecli._run_options
+    @corecli.file_option
+    @corecli.run_options
     @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Archive path [default: ./meshctl-diagnose-NODE-<time>.tar.gz].")
     @click.pass_context
@@ -197,9 +197,9 @@ def register_diagnose(cli: click.Group) -> None:
         from meshctl.plugins.base_node import settings
 
         state = ctx.obj
-        topo = corecli._load(state, file)
-        (node,) = corecli._select(topo, node_name)
-        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {"probe_timeout": 180},
+        topo = corecli.load_topology_file(state, file)
+        (node,) = corecli.select_nodes(topo, node_name)
+        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {"probe_timeout": 180},
                                  forks=1)
         collected: dict[str, str] = {}
 

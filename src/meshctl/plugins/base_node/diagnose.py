@@ -124,17 +124,8 @@ def archive(node_name: str, files: dict[str, str], secrets: Iterable[str]) -> tu
 
 
 def known_secrets(plugins: Any, topo: Any, node: Any) -> list[str]:
-    """Registry passwords (and their auth.json form) that could show up in output."""
+    """What plugins say must never show up in output about ``node`` (registry passwords...)."""
     out: list[str] = []
-    try:
-        from meshctl.plugins import registry_auth as RA
-    except ImportError:
-        return out
-    for reg in RA.registries(topo):
-        try:
-            creds = RA.credentials(plugins, topo, reg, node)
-        except Exception:  # a missing password must not stop a diagnosis
-            continue
-        if creds is not None:
-            out += [creds.password, RA._auth_value(creds)]
+    for found in plugins.pm.hook.meshctl_known_secrets(topology=topo, node=node):
+        out += [s for s in found or () if s]
     return out

@@ -334,7 +334,7 @@ def meshctl_node_operations(ctx: NodeContext):
     node, topo = ctx.node, ctx.topology
     if not node.managed:
         return None
-    from meshctl.plugins.base_node import settings as receptor_settings
+    from meshctl.core.receptor import receptor_settings
 
     rs = receptor_settings(ctx)
     plugins = ctx.options.get("plugins") or _plugins_of(topo)

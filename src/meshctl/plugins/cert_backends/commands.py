@@ -23,7 +23,7 @@ def _cert_ops_only(op: Any) -> bool:
 
 def _nodes(topo: Any, node_opt: tuple[str, ...]) -> Any:
     names = [n for v in node_opt for n in v.split(",") if n]
-    return corecli._select(topo, ",".join(names) if names else None)
+    return corecli.select_nodes(topo, ",".join(names) if names else None)
 
 
 def register(cli: click.Group) -> None:
@@ -32,7 +32,7 @@ def register(cli: click.Group) -> None:
         """Node certificates: issue offline, status, renew, rotate the mesh CA."""
 
     @certs.command("issue")
-    @corecli._file_option
+    @corecli.file_option
     @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
                   help="Directory for <node>.crt, <node>.key and ca.crt.")
     @click.option("--node", "node_opt", multiple=True, help="Only these nodes (repeatable, or comma separated).")
@@ -44,7 +44,7 @@ def register(cli: click.Group) -> None:
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import write_private
 
-        topo = corecli._load(state, file)
+        topo = corecli.load_topology_file(state, file)
         nodes = _nodes(topo, node_opt)
         # Issue everything in memory first: a node that fails leaves no files of the others.
         issued, trust = [], None
@@ -70,9 +70,9 @@ def register(cli: click.Group) -> None:
             state.out.print(f"CA: {out / 'ca.crt'}")
 
     @certs.command("status")
-    @corecli._file_option
-    @corecli._run_options
-    @corecli._output_option
+    @corecli.file_option
+    @corecli.run_options
+    @corecli.output_option
     @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True,
                   help="Warn when a certificate expires within this many days.")
     @click.pass_context
@@ -84,9 +84,9 @@ def register(cli: click.Group) -> None:
         from meshctl.plugins.cert_backends import backend_for
 
         state = ctx.obj
-        topo = corecli._load(state, file)
-        nodes = corecli._select(topo, run.limit)
-        engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
+        topo = corecli.load_topology_file(state, file)
+        nodes = corecli.select_nodes(topo, run.limit)
+        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
                                  {"op_filter": _cert_ops_only})
         results = engine.run(nodes, apply=False, record=True)
         rows, bad = [], 0
@@ -128,9 +128,9 @@ def register(cli: click.Group) -> None:
             ctx.exit(1)
 
     @certs.command("renew")
-    @corecli._file_option
-    @corecli._run_options
-    @corecli._output_option
+    @corecli.file_option
+    @corecli.run_options
+    @corecli.output_option
     @click.option("--within", type=click.IntRange(0, 36500), default=None,
                   help="Reissue certificates expiring within DAYS [default: certificates.renew_within_days].")
     @click.option("--node", "node_opt", multiple=True, help="Only these nodes.")
@@ -140,8 +140,8 @@ def register(cli: click.Group) -> None:
         """Reissue certificates that need it and restart receptor (TLS files are read
         only at start-up), one node at a time so the mesh stays connected."""
         state = ctx.obj
-        topo = corecli._load(state, file)
-        nodes = _nodes(topo, node_opt) if node_opt else corecli._select(topo, run.limit)
+        topo = corecli.load_topology_file(state, file)
+        nodes = _nodes(topo, node_opt) if node_opt else corecli.select_nodes(topo, run.limit)
         options: dict[str, Any] = {"op_filter": _cert_ops_only}
         if within is not None:
             options["cert_renew_within"] = within
@@ -150,8 +150,8 @@ def register(cli: click.Group) -> None:
         _apply(ctx, topo, nodes, options, output, run, title="certs renew")
 
     @certs.command("rotate-ca")
-    @corecli._file_option
-    @corecli._run_options
+    @corecli.file_option
+    @corecli.run_options
     @click.option("--apply", "do_apply", is_flag=True, help="Carry the rotation out (without it: show the plan).")
     @click.pass_context
     def rotate_ca(ctx: click.Context, file, run: corecli.RunOptions, do_apply) -> None:
@@ -161,8 +161,8 @@ def register(cli: click.Group) -> None:
         from meshctl.plugins.cert_backends.backends import SelfSigned
 
         state = ctx.obj
-        topo = corecli._load(state, file)
-        nodes = corecli._select(topo, None)
+        topo = corecli.load_topology_file(state, file)
+        nodes = corecli.select_nodes(topo, None)
         if run.limit:
             raise UsageError("rotate-ca works on the whole mesh: every node must trust the new CA")
         backends = {id(backend_for(state.plugins, topo, n)): backend_for(state.plugins, topo, n) for n in nodes}
@@ -283,7 +283,7 @@ def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: st
 
     state = ctx.obj
     # One node at a time: a restarting node must never take the whole mesh down.
-    engine = corecli._engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options, forks=1)
+    engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options, forks=1)
     results = []
     for node in nodes:
         (res,) = engine.run([node], apply=True)

@@ -11,7 +11,7 @@ from typing import Any
 from meshctl.core import certs as C
 from meshctl.core import facts as F
 from meshctl.core.errors import MeshctlError
-from meshctl.core.ops import Change, Cmd, File, NoChange, Operation, PlanResult, _attr_fixes
+from meshctl.core.ops import Change, Cmd, File, NoChange, Operation, PlanResult, attr_fixes
 
 _CSR_RE = re.compile(r"-----BEGIN CERTIFICATE REQUEST-----.+?-----END CERTIFICATE REQUEST-----", re.S)
 
@@ -113,7 +113,7 @@ class NodeCertificate(Operation):
         kf = facts[f"file:{self.key_path}"]
         if kf.get("kind") != "file":
             return None
-        notes, cmds = _attr_fixes(self.key_path, kf, 0o600, self.owner, self.group)
+        notes, cmds = attr_fixes(self.key_path, kf, 0o600, self.owner, self.group)
         return (", ".join(f"key {n}" for n in notes), cmds) if cmds else None
 
     def _needs_new_key(self, facts: dict[str, Any], status: C.CertStatus | None) -> bool:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from meshctl.core.topology import Node, StrictModel, Topology
+from meshctl.core.topology import Node, StrictModel, Topology, base_dir, resolve_path  # noqa: F401 (re-exported)
 
 KeyType = Literal["rsa2048", "rsa4096", "ecdsa-p256", "ecdsa-p384"]
 STATE_ENV = "MESHCTL_STATE_DIR"
@@ -82,16 +82,6 @@ def effective(topo: Topology, node: Node) -> Effective:
         if own.backend is not None and own.backend != base.backend and own.options is None:
             values["options"] = {}
     return Effective(**values)
-
-
-def base_dir(topo: Topology) -> Path:
-    """Relative paths in mesh.yml are relative to the file itself."""
-    return Path(topo.file).resolve().parent
-
-
-def resolve_path(topo: Topology, value: str) -> Path:
-    p = Path(os.path.expanduser(value))
-    return p if p.is_absolute() else base_dir(topo) / p
 
 
 def state_dir(topo: Topology) -> Path:

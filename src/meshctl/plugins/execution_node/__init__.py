@@ -83,7 +83,7 @@ def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]] | None:
 def meshctl_node_operations(ctx: NodeContext):
     if ctx.node.role != "execution" or not ctx.node.managed:
         return None
-    from meshctl.plugins.base_node import settings
+    from meshctl.core.receptor import receptor_settings as settings
 
     s = settings(ctx)
     p: PodmanSection = ctx.section("podman") or PodmanSection()
@@ -108,7 +108,7 @@ def meshctl_node_operations(ctx: NodeContext):
 @hookimpl
 def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
     from meshctl.core.ops import Absent
-    from meshctl.plugins.base_node import settings
+    from meshctl.core.receptor import receptor_settings as settings
 
     if ctx.node.role != "execution" or not ctx.node.managed:
         return None

@@ -9,7 +9,7 @@ The OS part of provisioning a managed node (role plugins add receptor, the venv.
   port by hand; a user's ruleset has no structure meshctl could safely edit.
 
 Facts (``fw:ufw``, ``fw:nftables``, packages, guards) come in the one fact round trip.
-The operation classes are shared with ``os_rhel``.
+The operation classes are shared with ``os_rhel`` through ``meshctl.core.oskit``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from meshctl.core import facts as F
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Operation, Packages
+from meshctl.core.oskit import FirewallRule, Notice, runs_work, state_fact
 from meshctl.core.types import NodeContext, OSFamily, OSRelease
-from meshctl.plugins.os_rhel import FirewallRule, Notice, runs_work, state_fact
 
 SUPPORTED = {"debian": {"12", "13"}, "ubuntu": {"22.04", "24.04"}}
 
@@ -138,7 +138,7 @@ def firewall_ops(ctx: NodeContext) -> list[Operation]:
     if ctx.node.listener is None or ctx.node.listener.port is None:
         return []
     port = ctx.node.listener.port
-    # The ``firewall:`` section is registered by os_rhel; absent means defaults.
+    # The ``firewall:`` section is core's (meshctl.core.sections); absent means defaults.
     fw = ctx.section("firewall")
     if fw is not None and not fw.manage:
         return [Notice(id="firewall:ufw", description=f"ufw: {port}/tcp",

@@ -23,8 +23,6 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import Field
-
 from meshctl.core import facts as F
 from meshctl.core import receptor as R
 from meshctl.core.hookspecs import hookimpl
@@ -38,8 +36,16 @@ from meshctl.core.ops import (
     Packages,
     PlanResult,
 )
-from meshctl.core.topology import StrictModel
-from meshctl.core.types import NodeContext, OSFamily, OSRelease, TopologySection
+from meshctl.core.oskit import (  # noqa: F401 (re-exported for os_rhel's users)
+    FirewallRule,
+    FirewallSection,
+    Notice,
+    firewall_settings,
+    parse_kv,
+    runs_work,
+    state_fact,
+)
+from meshctl.core.types import NodeContext, OSFamily, OSRelease
 
 EL_IDS = {"rhel", "centos", "rocky", "almalinux", "ol"}
 EL_MAJORS = {"8", "9", "10"}
@@ -145,21 +151,6 @@ def too_old(release: OSRelease) -> str | None:
 # Facts (stable keys; each command also works where the tool is absent)
 
 
-def parse_kv(output: str, rc: int) -> dict[str, Any]:
-    """``key=value`` lines; values lower-cased (``getenforce`` says "Enforcing")."""
-    out: dict[str, Any] = {}
-    for line in output.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key:
-            out[key] = value.strip().lower()
-    return out
-
-
-def state_fact(key: str, command: str) -> F.Fact:
-    """A fact whose command prints ``state=active|inactive|absent``."""
-    return F.Fact(key=key, command=command, kind="state", parser=parse_kv)
-
-
 FIREWALLD_FACT = state_fact(
     "fw:firewalld",
     "if ! command -v firewall-cmd >/dev/null 2>&1; then echo state=absent; "
@@ -184,59 +175,6 @@ def selinux_enabled(facts: dict[str, Any]) -> bool:
 
 # ---------------------------------------------------------------------------
 # Operations
-
-
-@dataclass
-class FirewallRule(Operation):
-    """A firewall command guarded twice: it applies only while ``gate`` (a
-    :func:`state_fact`) says ``active``, and only when ``unless`` fails (the rule is not
-    there yet). Otherwise a NoChange whose reason the plan shows."""
-
-    command: str = ""
-    unless: str = ""
-    gate: F.Fact | None = None
-    service: str = ""  # the gate's name in reasons: "firewalld", "ufw"
-    inactive: str = "not running"  # how reasons say the gate's "inactive"
-    summary: str = "run"
-    done: str = "guard holds"
-
-    def __post_init__(self) -> None:
-        if not (self.command and self.unless and self.gate):
-            raise ValueError("a FirewallRule needs command, unless and gate")
-        self.id = self.id or f"cmd:{self.command}"
-        self.description = self.description or self.command
-
-    def facts(self, manager: str) -> list[F.Fact]:
-        assert self.gate is not None
-        return [self.gate, F.command_fact(self.unless)]
-
-    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
-        assert self.gate is not None
-        state = facts[self.gate.key].get("state", "unknown")
-        if state != "active":
-            said = {"inactive": self.inactive, "absent": "not installed"}.get(state, state)
-            return NoChange(self, f"{self.service} {said}: nothing to open")
-        if self.id not in changed and facts[f"rc:{self.unless}"]["rc"] == 0:
-            return NoChange(self, self.done)
-        return Change(self, self.summary, [Cmd(self.command)])
-
-
-@dataclass
-class Notice(Operation):
-    """Never changes anything: says why in the plan. With a ``gate``, ``active`` is
-    the reason while the gate's state is active and ``inactive`` otherwise."""
-
-    gate: F.Fact | None = None
-    active: str = ""
-    inactive: str = ""
-
-    def facts(self, manager: str) -> list[F.Fact]:
-        return [self.gate] if self.gate is not None else []
-
-    def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
-        if self.gate is not None and facts[self.gate.key].get("state") == "active":
-            return NoChange(self, self.active, warning=self.active.startswith("WARNING"))
-        return NoChange(self, self.inactive)
 
 
 @dataclass
@@ -306,27 +244,6 @@ def restorecon_op() -> Restorecon:
 # mesh.yml section
 
 
-class FirewallSection(StrictModel):
-    """``firewall:`` in mesh.yml: opening the receptor listener port on nodes.
-
-    ``zone`` is the firewalld zone (that of the interface receptor listens on);
-    ``manage: false`` leaves every firewall alone (the plan still says so)."""
-
-    manage: bool = True
-    zone: str = Field(default="public", pattern=r"^[A-Za-z0-9_-]{1,17}$")
-
-
-def firewall_settings(ctx: NodeContext) -> FirewallSection:
-    return ctx.section("firewall") or FirewallSection()
-
-
-def runs_work(ctx: NodeContext) -> bool:
-    """Execution-like nodes (a role that runs work) get podman."""
-    plugins = ctx.topology.plugins
-    role = plugins.roles().get(ctx.node.role) if plugins is not None else None
-    return role.runs_work if role is not None else ctx.node.role == "execution"
-
-
 # ---------------------------------------------------------------------------
 # Hooks
 
@@ -343,12 +260,6 @@ def meshctl_register_os_families(register):
             python=python_for,
         )
     )
-
-
-@hookimpl
-def meshctl_register_topology_sections(register):
-    register(TopologySection("firewall", FirewallSection, scope="mesh",
-                             description="open the receptor listener port (firewalld zone; manage: false to skip)"))
 
 
 def _mine(ctx: NodeContext) -> bool:

@@ -27,10 +27,9 @@ from meshctl.core import files
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Change, Cmd, Directory, File, NoChange, Operation, PlanResult
-from meshctl.core.topology import StrictModel, valid_address
+from meshctl.core.topology import StrictModel, resolve_path, valid_address
 from meshctl.core.types import NodeContext, RegistryCredentials, TopologySection
 from meshctl.core.writers import toml_comment, toml_table
-from meshctl.plugins.cert_backends.settings import resolve_path
 
 # Used with fullmatch: "$" also matches before a trailing newline.
 _HOSTPORT = re.compile(r"(?P<host>\[[0-9a-fA-F:]+\]|[^:/\s]+)(?::(?P<port>\d{1,5}))?")
@@ -529,8 +528,8 @@ def meshctl_registry_files(ctx: NodeContext):
     regs = registries(ctx.topology)
     if ctx.node.role != "execution" or not ctx.node.managed:
         return None
-    from meshctl.plugins.base_node import settings
-    from meshctl.plugins.cert_backends.settings import resolve_path
+    from meshctl.core.receptor import receptor_settings as settings
+    from meshctl.core.topology import resolve_path
 
     s = settings(ctx)
     plugins = ctx.topology.plugins
@@ -593,7 +592,7 @@ def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
     if ctx.node.role != "execution" or not ctx.node.managed:
         return None
     from meshctl.core.ops import Command
-    from meshctl.plugins.base_node import settings
+    from meshctl.core.receptor import receptor_settings as settings
 
     s = settings(ctx)
     ops: list[Any] = [
@@ -605,3 +604,17 @@ def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
     if not purge_user:  # otherwise the user's home goes, auth.json with it
         ops.append(AuthJson(path=f"{s.home}/.config/containers/auth.json", owner=s.user, wanted={}))
     return ops
+
+
+@hookimpl
+def meshctl_known_secrets(topology, node):
+    out: list[str] = []
+    plugins = topology.plugins
+    for reg in registries(topology):
+        try:
+            creds = credentials(plugins, topology, reg, node)
+        except Exception:  # a missing password must not stop a diagnosis
+            continue
+        if creds is not None:
+            out += [creds.password, _auth_value(creds)]
+    return out

@@ -1,0 +1,78 @@
+"""The public surface for plugins: import what a plugin needs from here.
+
+Everything a plugin needs to register roles, OS families, certificate backends,
+topology sections, checks and commands, and to describe what a node should look
+like as operations over facts. Names not exported here are internal and may change.
+"""
+
+from __future__ import annotations
+
+from meshctl.core import receptor
+from meshctl.core.cli import (
+    RunOptions,
+    State,
+    file_option,
+    load_topology_file,
+    make_engine,
+    output_option,
+    run_options,
+    select_nodes,
+)
+from meshctl.core.errors import MeshctlError, PluginError, UsageError
+from meshctl.core.facts import (
+    Fact,
+    command_fact,
+    decode_content,
+    exists_fact,
+    file_fact,
+    glob_fact,
+    group_fact,
+    package_fact,
+    service_fact,
+    service_state_fact,
+    user_fact,
+)
+from meshctl.core.hookspecs import hookimpl
+from meshctl.core.ops import (
+    Absent,
+    Change,
+    Cmd,
+    Command,
+    Directory,
+    File,
+    Group,
+    GuardedService,
+    NoChange,
+    Operation,
+    OperationError,
+    Packages,
+    PlanResult,
+    Service,
+    Upload,
+    User,
+    attr_fixes,
+    backup_commands,
+)
+from meshctl.core.receptor import ReceptorSection, receptor_settings
+from meshctl.core.topology import Node, StrictModel, Topology, base_dir, resolve_path
+from meshctl.core.types import (
+    CertBackend,
+    Check,
+    CheckResult,
+    NodeContext,
+    OSFamily,
+    OSRelease,
+    RegistryCredentials,
+    Role,
+    TopologySection,
+)
+
+__all__ = [
+    "Absent", "CertBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
+    "Group", "GuardedService", "MeshctlError", "Node", "NoChange", "NodeContext", "OSFamily", "OSRelease",
+    "Operation", "OperationError", "Packages", "PlanResult", "PluginError", "RegistryCredentials", "Role",
+    "RunOptions", "Service", "State", "StrictModel", "Topology", "TopologySection", "Upload", "UsageError", "User",
+    "attr_fixes", "backup_commands", "command_fact", "decode_content", "exists_fact", "file_fact", "file_option",
+    "glob_fact", "group_fact", "hookimpl", "load_topology_file", "make_engine", "output_option", "package_fact",
+    "ReceptorSection", "base_dir", "receptor", "receptor_settings", "resolve_path", "run_options", "select_nodes", "service_fact", "service_state_fact", "user_fact",
+]

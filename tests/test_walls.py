@@ -1,0 +1,68 @@
+"""Rooms with walls: a plugin imports core's public names and its own modules, never
+another plugin nor a private name of core, and blocking one plugin leaves the
+settings others read in place."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+from meshctl.core.plugins import create_plugin_manager
+from meshctl.core.topology import parse_topology
+
+PLUGINS = Path(__file__).resolve().parent.parent / "src" / "meshctl" / "plugins"
+
+
+def crossings() -> list[str]:
+    out = []
+    for f in sorted(PLUGINS.rglob("*.py")):
+        own = f.relative_to(PLUGINS).parts[0]
+        for node in ast.walk(ast.parse(f.read_text(), str(f))):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                mods = [(node.module, [a.name for a in node.names])]
+                if node.module == "meshctl.plugins":
+                    mods = [(f"meshctl.plugins.{a.name}", []) for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [(a.name, []) for a in node.names]
+            else:
+                continue
+            for module, names in mods:
+                where = f"{f.relative_to(PLUGINS)}:{node.lineno}"
+                if module.startswith("meshctl.plugins.") and module.split(".")[2] != own:
+                    out.append(f"{where} imports {module}")
+                if module.startswith("meshctl.core"):
+                    out += [f"{where} imports {module}.{n}" for n in names if n.startswith("_")]
+        # core.cli's helpers used through a module alias (corecli._load...)
+        for node in ast.walk(ast.parse(f.read_text())):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id == "corecli" and node.attr.startswith("_")):
+                out.append(f"{f.relative_to(PLUGINS)}:{node.lineno} uses corecli.{node.attr}")
+    return out
+
+
+def test_no_plugin_imports_another_plugin_or_a_private_name_of_core():
+    assert crossings() == []
+
+
+def test_the_wall_check_sees_a_crossing(tmp_path, monkeypatch):
+    # The check itself must be able to fail.
+    fake = tmp_path / "plugins" / "mine"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("from meshctl.plugins.os_rhel import parse_kv\n"
+                                      "from meshctl.core.ops import _q\n")
+    monkeypatch.setattr(sys.modules[__name__], "PLUGINS", tmp_path / "plugins")
+    assert crossings() == ["mine/__init__.py:1 imports meshctl.plugins.os_rhel",
+                           "mine/__init__.py:2 imports meshctl.core.ops._q"]
+
+
+@pytest.mark.parametrize("blocked,section", [("os_rhel", "firewall: {zone: internal}"),
+                                             ("base_node", "receptor: {user: awx}")])
+def test_blocking_a_plugin_keeps_the_shared_sections_known(blocked, section):
+    text = (f"mesh: m\n{section}\nnodes:\n"
+            "  - {name: e1, role: execution, listener: {port: 27199}}\n")
+    plugins = create_plugin_manager(autoload=False, block={blocked})
+    topo = parse_topology(text, "mesh.yml", plugins)
+    assert topo.sections[section.split(":")[0]] is not None
