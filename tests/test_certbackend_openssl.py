@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 import meshctl
 from meshctl.core import certs as C
 from meshctl.core.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
-from meshctl.plugins.cert_backends.backends import BackendContext
+from meshctl.plugin import BackendContext
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "examples" / "meshctl-certbackend-openssl"

@@ -66,3 +66,37 @@ def test_blocking_a_plugin_keeps_the_shared_sections_known(blocked, section):
     plugins = create_plugin_manager(autoload=False, block={blocked})
     topo = parse_topology(text, "mesh.yml", plugins)
     assert topo.sections[section.split(":")[0]] is not None
+
+
+def test_a_backend_missing_part_of_the_protocol_is_named_with_its_plugin(tmp_path):
+    import types
+
+    from meshctl.core.hookspecs import hookimpl
+    from meshctl.core.types import CertBackend
+
+    class Half:  # no sign_csr, supports_csr not a bool
+        supports_csr = "yes"
+
+        def trust_bundle(self):
+            return b""
+
+        def issue(self, node_id, addresses, key_type, days):
+            return b"", b""
+
+    mod = types.ModuleType("halfplugin")
+
+    @hookimpl
+    def meshctl_register_cert_backends(register):
+        register(CertBackend("half", factory=lambda options, ctx: Half()))
+
+    mod.meshctl_register_cert_backends = meshctl_register_cert_backends
+    plugins = create_plugin_manager(autoload=False, extra=[("halfplugin", mod)])
+    text = ("mesh: m\ncertificates: {backend: half}\nnodes:\n"
+            "  - {name: e1, role: execution, listener: {port: 27199}}\n")
+    from meshctl.core.errors import TopologyError
+
+    with pytest.raises(TopologyError) as exc:
+        parse_topology(text, "mesh.yml", plugins)
+    (msg,) = [d.message for d in exc.value.diagnostics if d.severity == "error"]
+    assert msg == ("certificate backend 'half' of plugin 'halfplugin' lacks supports_csr (a bool: True when it "
+                   "signs CSRs made on the node), sign_csr() (see meshctl.plugin.CertificateBackend)")

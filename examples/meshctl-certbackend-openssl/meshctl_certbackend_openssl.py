@@ -35,12 +35,10 @@ from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field
 
 from meshctl.core import certs as C
-from meshctl.core.errors import MeshctlError
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.types import CertBackend
+from meshctl.plugin import CertBackend, MeshctlError, hookimpl
 
 if TYPE_CHECKING:
-    from meshctl.plugins.cert_backends.backends import BackendContext
+    from meshctl.plugin import BackendContext
 
 __all__ = ["OpenSSLBackend", "OpenSSLBackendError", "OpenSSLOptions"]
 

@@ -56,7 +56,9 @@ from meshctl.core.ops import (
 from meshctl.core.receptor import ReceptorSection, receptor_settings
 from meshctl.core.topology import Node, StrictModel, Topology, base_dir, resolve_path
 from meshctl.core.types import (
+    BackendContext,
     CertBackend,
+    CertificateBackend,
     Check,
     CheckResult,
     NodeContext,
@@ -68,7 +70,7 @@ from meshctl.core.types import (
 )
 
 __all__ = [
-    "Absent", "CertBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
+    "Absent", "BackendContext", "CertBackend", "CertificateBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
     "Group", "GuardedService", "MeshctlError", "Node", "NoChange", "NodeContext", "OSFamily", "OSRelease",
     "Operation", "OperationError", "Packages", "PlanResult", "PluginError", "RegistryCredentials", "Role",
     "RunOptions", "Service", "State", "StrictModel", "Topology", "TopologySection", "Upload", "UsageError", "User",

@@ -6,9 +6,11 @@ Plugins never return these from hooks directly: registration hooks receive a
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -93,6 +95,50 @@ class CertBackend:
     factory: Callable[..., Any]
     options_model: type[BaseModel] | None = None
     description: str = ""
+
+
+@dataclass
+class BackendContext:
+    """What a certificate backend's factory receives besides its options."""
+
+    mesh: str
+    state_dir: Path  # where the backend may keep its CA and other state
+    base_dir: Path  # relative option paths resolve here (the topology file's directory)
+
+    def path(self, value: str) -> Path:
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.base_dir / p
+
+
+@runtime_checkable
+class CertificateBackend(Protocol):
+    """The object ``CertBackend.factory(options, context)`` returns.
+
+    ``supports_csr``: it signs CSRs made on the node (``key_location: node``); without
+    it keys are made on the controller and travel. ``validate()`` is optional: problems
+    with its files or settings, reported by ``meshctl validate``."""
+
+    supports_csr: bool
+
+    def trust_bundle(self) -> bytes:
+        """PEM CA certificate(s) the nodes trust."""
+
+    def sign_csr(self, csr_pem: bytes, node_id: str, addresses: list[str], days: int) -> bytes:
+        """A PEM certificate for the CSR, carrying the Receptor NodeID."""
+
+    def issue(self, node_id: str, addresses: list[str], key_type: str, days: int) -> tuple[bytes, bytes]:
+        """(key PEM, certificate PEM) made on the controller."""
+
+
+def backend_problems(backend: Any) -> list[str]:
+    """What ``backend`` lacks of :class:`CertificateBackend`, in words."""
+    out = []
+    if not isinstance(getattr(backend, "supports_csr", None), bool):
+        out.append("supports_csr (a bool: True when it signs CSRs made on the node)")
+    for name in ("trust_bundle", "sign_csr", "issue"):
+        if not callable(getattr(backend, name, None)):
+            out.append(f"{name}()")
+    return out
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from meshctl.core import receptor as R
 from meshctl.core.errors import UsageError
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import File
-from meshctl.core.types import CertBackend, NodeContext, TopologySection
+from meshctl.core.types import CertBackend, NodeContext, TopologySection, backend_problems
 from meshctl.plugins.cert_backends import settings as S
 from meshctl.plugins.cert_backends.backends import (
     AwxBundle,
@@ -129,6 +129,12 @@ def meshctl_validate_topology(topology, report):
         ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology))
         try:
             backend = reg.factory(options, ctx)
+            lacks = backend_problems(backend)
+            if lacks:
+                owner = plugins.owner("meshctl_register_cert_backends", eff.backend) if plugins else "?"
+                report(opts_path, f"certificate backend {eff.backend!r} of plugin {owner!r} lacks "
+                       f"{', '.join(lacks)} (see meshctl.plugin.CertificateBackend)")
+                continue
             secret = _secret_problem(backend)
             if secret is not None:
                 report(opts_path + (secret[0],), secret[2], secret[1])

@@ -1,14 +1,6 @@
-"""The built-in certificate backends and the interface third-party ones implement.
-
-A backend object (what ``CertBackend.factory(options, context)`` returns) has:
-
-- ``supports_csr: bool`` -- it can sign a CSR made on the node (``key_location: node``);
-- ``trust_bundle() -> bytes`` -- PEM CA certificate(s) nodes trust;
-- ``sign_csr(csr_pem, node_id, addresses, days) -> bytes`` -- a PEM certificate;
-- ``issue(node_id, addresses, key_type, days) -> (key_pem, cert_pem)`` -- controller keys;
-- optionally ``validate() -> list[str]`` -- problems with its files or settings, reported
-  by ``meshctl validate`` before any host is touched.
-"""
+"""The built-in certificate backends. The interface they and third-party ones
+implement is :class:`meshctl.core.types.CertificateBackend` (also exported by
+``meshctl.plugin``), built from :class:`~meshctl.core.types.BackendContext`."""
 
 from __future__ import annotations
 
@@ -16,7 +8,6 @@ import contextlib
 import json
 import os
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,21 +18,11 @@ from meshctl.core import certs as C
 from meshctl.core import files
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.topology import StrictModel
+from meshctl.core.types import BackendContext  # noqa: F401 (re-exported)
 
 
 class CertError(MeshctlError):
     pass
-
-
-@dataclass
-class BackendContext:
-    mesh: str
-    state_dir: Path
-    base_dir: Path  # relative option paths resolve here (the topology file's directory)
-
-    def path(self, value: str) -> Path:
-        p = Path(os.path.expanduser(value))
-        return p if p.is_absolute() else self.base_dir / p
 
 
 def _pem(cert: Any) -> bytes:
