@@ -5,18 +5,17 @@ tar handling and checksum checks are the ones users run)."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import os
 import subprocess
 import tarfile
-import threading
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from loopback_http import serve
 
 from meshctl.core.errors import MeshctlError
 from meshctl.core.ops import Change, NoChange
@@ -58,26 +57,9 @@ def server():
     """An HTTP server on 127.0.0.1 (port 0) serving `files`, shut down afterwards."""
     served = Served(files={}, root="")
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            served.requests.append(self.path)
-            body = served.files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.end_headers()
-            if body is not None:
-                self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    served.root = f"http://127.0.0.1:{srv.server_address[1]}"
-    yield served
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    with serve(served.files, served.requests) as root:
+        served.root = root
+        yield served
 
 
 @pytest.fixture

@@ -5,12 +5,11 @@ checksums.txt and uploads the binary to a real host, which cannot reach the mirr
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import tarfile
-import threading
 
 import pytest
+from loopback_http import serve
 
 from meshctl.core import receptor as R
 from meshctl.core.engine import Engine
@@ -44,25 +43,8 @@ def mirror():
     files: dict[str, bytes] = release_files()
     requests: list[str] = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            requests.append(self.path)
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.end_headers()
-            if body is not None:
-                self.wfile.write(body)
-
-        def log_message(self, *a):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield files, f"http://127.0.0.1:{srv.server_address[1]}{PREFIX}/", requests
-    srv.shutdown()
-    srv.server_close()
-    thread.join(timeout=10)
+    with serve(files, requests) as root:
+        yield files, f"{root}{PREFIX}/", requests
 
 
 @pytest.fixture

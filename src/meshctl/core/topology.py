@@ -603,9 +603,9 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
 
     # receptor exits at start ("Nothing to do - no backends are running") when a
     # node neither listens nor dials.
+    dialers = {a for a, _ in edges}
     for node in topo.nodes:
-        dials = node.peers or any(a == node.name for a, _ in edges)
-        if node.managed and node.listener is None and not dials:
+        if node.managed and node.listener is None and not node.peers and node.name not in dialers:
             err(("nodes", node.index, "name"), f"node {node.name!r} has neither a listener nor peers: "
                 "receptor would exit at start with nothing to do (add peers, or a listener)")
 

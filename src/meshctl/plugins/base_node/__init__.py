@@ -26,9 +26,7 @@ from meshctl.core.ops import (
 from meshctl.core.receptor import Octal, ReceptorSection, receptor_settings
 from meshctl.core.types import Check, CheckResult, NodeContext, Role
 
-
-def settings(ctx: NodeContext) -> ReceptorSection:
-    return receptor_settings(ctx)
+settings = receptor_settings  # this plugin's short name for core's accessor
 
 
 @hookimpl

@@ -54,39 +54,41 @@ def meshctl_register_topology_sections(register):
 
 # -- backends ------------------------------------------------------------------
 
-_backends: dict[tuple, Any] = {}
 _lock = threading.Lock()
+_runs: dict[int, dict[Any, Any]] = {}
+_runs_lock = threading.Lock()
 
 
-def _forget(topo_id: int) -> None:
-    with _lock:
-        for key in [k for k in _backends if k[0] == topo_id]:
-            del _backends[key]
+def run_cache(topo: Any) -> dict[Any, Any]:
+    """What this plugin computes once per topology (one run): backends, the work key.
+    Keyed by the topology's id and dropped by a finalizer when it is collected, so a
+    later topology that reuses the id never receives another mesh's entries."""
+    with _runs_lock:
+        cache = _runs.get(id(topo))
+        if cache is None:
+            cache = _runs[id(topo)] = {}
+            weakref.finalize(topo, _runs.pop, id(topo), None)
+        return cache
 
 
 def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
-    """The backend object for a node (cached: one CA load per run). Entries are
-    keyed by the topology's id and dropped when it is collected, so a later
-    topology that reuses the id never receives another mesh's backend."""
+    """The backend object for a node (cached: one CA load per run)."""
+    cache = run_cache(topo)
     own = node.sections.get("certificates")
-    fast = (id(topo), "<mesh>") if own is None or (own.backend is None and own.options is None) else None
-    if fast is not None and fast in _backends:
-        return _backends[fast]
+    fast = "<mesh>" if own is None or (own.backend is None and own.options is None) else None
+    if fast is not None and fast in cache:
+        return cache[fast]
     eff = S.effective(topo, node)
-    key = (id(topo), eff.backend, json.dumps(eff.options, sort_keys=True, default=str))
+    key = (eff.backend, json.dumps(eff.options, sort_keys=True, default=str))
     with _lock:
-        if fast is not None and key in _backends:
-            _backends[fast] = _backends[key]
-        if key not in _backends:
-            if not any(k[0] == id(topo) for k in _backends):
-                weakref.finalize(topo, _forget, id(topo))
+        if key not in cache:
             reg = plugins.cert_backends()[eff.backend]
             options = reg.options_model.model_validate(eff.options) if reg.options_model else eff.options
             ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo))
-            _backends[key] = reg.factory(options, ctx)
+            cache[key] = reg.factory(options, ctx)
         if fast is not None:
-            _backends[fast] = _backends[key]
-        return _backends[key]
+            cache[fast] = cache[key]
+        return cache[key]
 
 
 def key_location(backend: Any, eff: S.Effective) -> str:
@@ -242,7 +244,15 @@ def _plugins_of(topology: Any) -> Any:
 
 def work_public_key(topo: Any) -> bytes | None:
     """The work public key from ``work_signing:``: the given file, else the pair
-    meshctl generates (also when the section is absent); None with verify: false."""
+    meshctl generates (also when the section is absent); None with verify: false.
+    Read once per run: every execution node asks."""
+    cache = run_cache(topo)
+    if "work_public_key" not in cache:
+        cache["work_public_key"] = _work_public_key(topo)
+    return cache["work_public_key"]
+
+
+def _work_public_key(topo: Any) -> bytes | None:
     ws = topo.sections.get("work_signing")
     if ws is not None and not ws.verify:
         return None
