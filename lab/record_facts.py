@@ -1,4 +1,4 @@
-"""Re-record the facts under tests/data/facts/ from a real lab host.
+"""Re-record the facts under src/meshctl/testing/data/facts/ from a real lab host.
 
 Starts one fresh lab host, runs `meshctl facts` (debian12-fresh.json), provisions
 it, runs `meshctl facts` again (debian12-provisioned.json), and removes the host.
@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT / "lab"))
 
 import labkit  # noqa: E402
 
-DATA = ROOT / "tests" / "data" / "facts"
+DATA = ROOT / "src" / "meshctl" / "testing" / "data" / "facts"
 NODE = "exec01.example.com"
 
 

@@ -12,9 +12,9 @@ sys.path.insert(0, str(ROOT / "lab"))
 
 @pytest.fixture
 def plugins():
-    from meshctl.core.plugins import create_plugin_manager
+    from meshctl.testing import plugin_manager
 
-    return create_plugin_manager(autoload=False)
+    return plugin_manager()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -209,6 +209,7 @@ def test_docs_show_the_example_plugin_verbatim(doc_text):
     assert set(files) == {
         "meshctl-plugin-example/pyproject.toml",
         "meshctl-plugin-example/meshctl_plugin_example.py",
+        "meshctl-plugin-example/tests/test_motd.py",
     }
     # Every file of the package is shown, and shown exactly.
     assert set(shown) == set(files)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import pytest
@@ -13,14 +12,16 @@ from meshctl.core.engine import Engine
 from meshctl.core.ops import Change, NoChange
 from meshctl.core.topology import load_topology
 from meshctl.core.types import OSRelease
+from meshctl.testing import RECORDINGS, recorded_facts
 
-DATA = Path(__file__).parent / "data" / "facts"
+DATA = RECORDINGS
+EXPECTED = Path(__file__).parent / "data" / "plans"
 NODE = "exec01.example.com"
 
 
 def load(name: str):
-    rec = json.loads((DATA / name).read_text())
-    return OSRelease(**{**rec["os_release"], "id_like": tuple(rec["os_release"]["id_like"])}), rec["facts"]
+    rec = recorded_facts(name.removesuffix(".json"))
+    return rec.os_release, rec.facts
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def test_fresh_host_plan_matches_expected(engine):
     eng, node = engine
     release, facts = load("debian12-fresh.json")
     planned = eng.plan_from_facts(node, release, facts)
-    expected = yaml.safe_load((DATA / "debian12-fresh.expected.yml").read_text())
+    expected = yaml.safe_load((EXPECTED / "debian12-fresh.expected.yml").read_text())
     got = [{"op": p.op.id, "summary": p.summary} | ({"commands": [c.line for c in p.commands]}
            if expected_commands(expected, p.op.id) else {}) for p in planned if isinstance(p, Change)]
     assert got == expected
@@ -78,7 +79,7 @@ def _with_cert(facts, cert, key=None):
 
     from cryptography.hazmat.primitives import serialization
 
-    from meshctl.core import certs as C
+    from meshctl.core import pki as C
 
     facts = copy.deepcopy(facts)
     pem = cert.public_bytes(serialization.Encoding.PEM)
@@ -104,7 +105,7 @@ def _cert_change(eng, node, release, facts):
 def test_certificate_reissue_reasons(engine, case, expect):
     import datetime as dt
 
-    from meshctl.core import certs as C
+    from meshctl.core import pki as C
 
     eng, node = engine
     release, facts = load("debian12-provisioned.json")

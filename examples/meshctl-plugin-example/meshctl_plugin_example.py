@@ -19,10 +19,15 @@ from collections.abc import Callable
 import click
 from pydantic import BaseModel, ConfigDict
 
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import Directory, File, Operation
-from meshctl.core.topology import Topology
-from meshctl.core.types import NodeContext, TopologySection
+from meshctl.plugin import (
+    Directory,
+    File,
+    NodeContext,
+    Operation,
+    Topology,
+    TopologySection,
+    hookimpl,
+)
 
 MOTD_DIR = "/etc/motd.d"
 MOTD_FILE = f"{MOTD_DIR}/meshctl"
