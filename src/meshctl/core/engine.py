@@ -14,7 +14,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from meshctl.core.ops import (
     Service,
 )
 from meshctl.core.plugins import MeshctlPlugins
+from meshctl.core.results import HostResult, Reporter
 from meshctl.core.topology import Node, Topology
 from meshctl.core.transport import RemoteError, SSHOptions, TransportPool, UnreachableError
 from meshctl.core.types import NodeContext, OSFamily, OSRelease
@@ -38,65 +38,6 @@ from meshctl.core.types import NodeContext, OSFamily, OSRelease
 
 class PlanError(MeshctlError):
     pass
-
-
-@dataclass
-class HostResult:
-    node: str
-    status: str = "ok"  # ok | changed | failed | unreachable
-    changes: list[Change] = field(default_factory=list)
-    unchanged: list[NoChange] = field(default_factory=list)
-    error: str | None = None
-    cause: str | None = None
-    failed_step: str | None = None
-    round_trips: int = 0
-    duration: float = 0.0
-    os: str = ""
-    applied: bool = False
-    #: Filled when the engine runs in "gather" mode (``meshctl facts``).
-    recorded: dict[str, Any] | None = None
-    #: Filled by ``verify``: (check name, passed, detail).
-    checks: list[tuple[str, bool, str]] = field(default_factory=list)
-
-    @property
-    def changed(self) -> int:
-        return len(self.changes)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "node": self.node,
-            "status": self.status,
-            "os": self.os,
-            "changed": self.changed,
-            "ok": len(self.unchanged),
-            "applied": self.applied,
-            "round_trips": self.round_trips,
-            "duration_s": round(self.duration, 3),
-            "error": self.error,
-            "cause": self.cause,
-            "warnings": [nc.reason for nc in self.unchanged if nc.warning],
-            "drift": _drift(self.changes),
-            "failed_step": self.failed_step,
-            "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in self.checks],
-            "changes": [
-                {
-                    "id": c.op.id,
-                    "description": c.op.description,
-                    "summary": c.summary,
-                    "secret": c.secret,
-                    "diff": None if c.secret else c.diff,
-                }
-                for c in self.changes
-            ],
-        }
-
-
-class Reporter:
-    """Progress callbacks; the CLI supplies a rich or plain implementation."""
-
-    def host_phase(self, node: str, phase: str) -> None: ...
-    def step(self, node: str, index: int, total: int, description: str) -> None: ...
-    def host_done(self, result: HostResult) -> None: ...
 
 
 def detect_os(plugins: MeshctlPlugins, release: OSRelease) -> OSFamily:
@@ -515,12 +456,6 @@ class Engine:
             result.error = f"apply script ended early (exit {rc}): " + _tail("\n".join(per_step.get(state["step"], [])))
             return None
         return per_step
-
-
-def _drift(changes: list[Change]) -> list[str]:
-    from meshctl.core.output import drift
-
-    return drift(changes)
 
 
 def _tail(text: str, n: int = 10) -> str:

@@ -12,8 +12,8 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
-from meshctl.core.engine import HostResult, Reporter
 from meshctl.core.ops import Change
+from meshctl.core.results import HostResult, Reporter, drift
 
 STATUS_STYLE = {"ok": "green", "changed": "yellow", "failed": "bold red", "unreachable": "bold magenta"}
 
@@ -135,28 +135,6 @@ def describe_change(change: Change, detailed: bool) -> list[str]:
     elif diff and change.summary == "create":
         lines.append(f"      (new, {len(diff.splitlines()) - 3} lines; --detailed shows them)")
     return lines
-
-
-_DRIFT = (
-    ("receptor.conf", lambda i: i == "file:/etc/receptor/receptor.conf"),
-    ("certificates", lambda i: i.startswith("cert:") or i == "file:/etc/receptor/tls/ca/mesh-CA.crt"),
-    ("receptor binary", lambda i: i in ("receptor-binary", "upload:/usr/bin/receptor", "packages:receptor")),
-    ("packages", lambda i: i.startswith("packages:")),
-    ("python packages", lambda i: i.startswith(("pip:", "venv:"))),
-    ("registries", lambda i: i.startswith(("authjson:", "prepull:", "registries:"))
-     or "/etc/containers/certs.d/" in i or "registries.conf.d/meshctl-" in i),
-    ("service", lambda i: i.startswith("service:")),
-)
-
-
-def drift(changes: list[Change]) -> list[str]:
-    """What kinds of things differ from the topology, for one-line plan summaries."""
-    kinds: list[str] = []
-    for c in changes:
-        kind = next((name for name, match in _DRIFT if match(c.op.id)), "other files")
-        if kind not in kinds:
-            kinds.append(kind)
-    return kinds
 
 
 def print_plan(console: Console, results: list[HostResult], detailed: bool) -> None:
