@@ -19,7 +19,7 @@ from meshctl.core import graph as G
 from meshctl.core.plugins import create_plugin_manager
 from meshctl.core.receptor import scalar
 from meshctl.core.topology import Topology, parse_topology
-from meshctl.core.writers import yaml_string
+from meshctl.core.writers import yaml_scalar, yaml_string
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed")
 
@@ -85,6 +85,36 @@ def test_receptor_scalar_keeps_a_trailing_newline():
 
 def test_receptor_scalar_quotes_a_trailing_colon():
     assert yaml.safe_load(f"k: {scalar('X:')}\n") == {"k": "X:"}
+
+
+# -- the one YAML scalar writer, for PyYAML (imported mesh.yml) and yaml.v2 (receptor.conf) --
+
+@pytest.mark.parametrize("go", [False, True], ids=["pyyaml", "go"])
+def test_yaml_scalar_round_trips_in_block_and_flow_context(go):
+    strings = hostile_strings(seed=8, count=4000)
+    plain = 0
+    for s in strings:
+        w = yaml_scalar(s, go=go)
+        assert len(w.splitlines()) == 1 and "\n" not in w, repr(w)
+        # As the AAP emitter and receptor.conf.j2 use it: a mapping value, a block list
+        # item and an item of a flow list (peers: [a, b]).
+        assert yaml.safe_load(f"k: {w}\nj: 1\n") == {"k": s, "j": 1}, (s, w)
+        assert yaml.safe_load(f"- {w}\n- j\n") == [s, "j"], (s, w)
+        assert yaml.safe_load(f"k: [{w}, {w}]\n") == {"k": [s, s]}, (s, w)
+        plain += w == s
+    assert plain > 20  # the property covers plain output too, not only quoted
+
+
+def test_yaml_scalar_plain_text_and_what_it_quotes():
+    for value in ("exec1.example.com", "10.0.0.11", "fe80::1", "/home/me/.ssh/site b key", "~/.ssh/id", "a@b"):
+        assert yaml_scalar(value) == value
+    for value in ("yes", "27199", "1.5", "2001-01-01", "null", "~", "a: b", "a #b", "a,b", "[x]", "x:", " x",
+                  "-x", "@x", "a\n"):
+        assert yaml_scalar(value).startswith('"'), value
+    # receptor.conf: yaml.v2 reads Go numbers (0x1f, 1_000) and anything starting with a digit is quoted.
+    assert yaml_scalar("10.0.0.11", go=True) == '"10.0.0.11"'
+    assert yaml_scalar("exec1:27199", go=True) == "exec1:27199"
+    assert yaml_scalar(27199) == "27199" and yaml_scalar(True) == "true" and yaml_scalar(None) == "null"
 
 
 # -- the YAML string writer (Mermaid front matter) ----------------------------------------

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any, Literal
 
 import jinja2
 from pydantic import Field, model_validator
 
 from meshctl.core.topology import StrictModel
-from meshctl.core.writers import yaml_string
+from meshctl.core.writers import Octal as Octal  # re-exported: receptor.conf permissions
+from meshctl.core.writers import yaml_scalar
 
 CONF_DIR = "/etc/receptor"
 CONF_FILE = f"{CONF_DIR}/receptor.conf"
@@ -69,34 +69,9 @@ _ORDER = {
 }
 
 
-class Octal(int):
-    """An int written in octal (``permissions: 0660``), as receptor's docs show it."""
-
-
-# Used with fullmatch ("$" would allow a trailing newline); no trailing ':' ("k: X:" is not "X:").
-_PLAIN = re.compile(r"[A-Za-z0-9_/](?:[A-Za-z0-9_./:@\[\]-]*[A-Za-z0-9_./@\[\]-])?")
-# receptor reads YAML with yaml.v2, which resolves any plain scalar that Go's
-# ParseInt(s, 0, 64) or ParseFloat accepts (0x1f, 0b101, 0o17, 1_000, 1e3) and
-# YAML 1.1 booleans: quote everything starting with a digit or a sign.
-_RESERVED = re.compile(r"^(?:y|n|yes|no|true|false|on|off|null|~|[-+.]?[0-9].*|\.inf|\.nan)$", re.I | re.S)
-
-
 def scalar(value: Any) -> str:
-    """One YAML scalar (or a JSON flow value, which YAML reads too). Hand-rolled
-    because PyYAML's pure-Python emitter dominated planning time for big meshes."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, Octal):
-        return f"0{value:o}"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if value is None:
-        return "null"
-    if isinstance(value, str):
-        if _PLAIN.fullmatch(value) and not _RESERVED.match(value):
-            return value
-        return yaml_string(value)
-    return json.dumps(value)
+    """One YAML scalar as receptor's yaml.v2 reads it (see :func:`yaml_scalar`)."""
+    return yaml_scalar(value, go=True)
 
 
 _ENV = jinja2.Environment(
