@@ -14,7 +14,7 @@ import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from meshctl.core import facts as F
 
@@ -93,7 +93,12 @@ class OperationError(Exception):
 @dataclass
 class Operation:
     """Base class. ``id`` is unique per host; ``notify`` lists service operation ids to
-    restart when this one changes, ``reload`` those to reload."""
+    restart when this one changes, ``reload`` those to reload. ``category`` is the
+    kind of drift its change is in plan summaries ("receptor.conf", "certificates"):
+    a subclass sets ``default_category``, an instance may override it."""
+
+    #: Plan summaries group changes by it; "other files" unless a class or instance says.
+    default_category: ClassVar[str] = "other files"
 
     id: str = ""
     description: str = ""
@@ -103,6 +108,7 @@ class Operation:
     #: Set by the engine when a guarded service depends on this file: the previous
     #: content is saved first, so a failed change can be rolled back.
     backup: bool = field(default=False, kw_only=True)
+    category: str = field(default="", kw_only=True)
 
     def facts(self, manager: str) -> list[F.Fact]:
         return []
@@ -260,6 +266,7 @@ class Absent(Operation):
 class Packages(Operation):
     """System packages, installed with the host's package manager."""
 
+    default_category: ClassVar[str] = "packages"
     names: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -343,6 +350,7 @@ class Service(Operation):
     running state alone). Restarted when an operation naming it in ``notify``
     changed, reloaded (``reload_command``) when only ``reload`` ones did."""
 
+    default_category: ClassVar[str] = "service"
     unit: str = ""
     enabled: bool | None = True
     state: str | None = "started"  # "started" | "stopped" | None

@@ -68,23 +68,12 @@ class Reporter:
     def host_done(self, result: HostResult) -> None: ...
 
 
-_DRIFT = (
-    ("receptor.conf", lambda i: i == "file:/etc/receptor/receptor.conf"),
-    ("certificates", lambda i: i.startswith("cert:") or i == "file:/etc/receptor/tls/ca/mesh-CA.crt"),
-    ("receptor binary", lambda i: i in ("receptor-binary", "upload:/usr/bin/receptor", "packages:receptor")),
-    ("packages", lambda i: i.startswith("packages:")),
-    ("python packages", lambda i: i.startswith(("pip:", "venv:"))),
-    ("registries", lambda i: i.startswith(("authjson:", "prepull:", "registries:"))
-     or "/etc/containers/certs.d/" in i or "registries.conf.d/meshctl-" in i),
-    ("service", lambda i: i.startswith("service:")),
-)
-
-
 def drift(changes: list[Change]) -> list[str]:
-    """What kinds of things differ from the topology, for one-line plan summaries."""
+    """What kinds of things differ from the topology, for one-line plan summaries:
+    the categories the operations declare, in order of first appearance."""
     kinds: list[str] = []
     for c in changes:
-        kind = next((name for name, match in _DRIFT if match(c.op.id)), "other files")
+        kind = c.op.category or c.op.default_category
         if kind not in kinds:
             kinds.append(kind)
     return kinds

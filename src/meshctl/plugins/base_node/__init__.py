@@ -84,6 +84,8 @@ class ReceptorConfigFile(File):
     """receptor.conf: reloaded when only peers or listeners changed (all that
     `receptorctl reload` applies), restarted otherwise."""
 
+    default_category = "receptor.conf"
+
     def plan(self, facts: dict[str, Any], changed: set[str], manager: str) -> PlanResult:
         result = super().plan(facts, changed, manager)
         if isinstance(result, Change) and result.summary == "update content":
@@ -108,10 +110,11 @@ def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[An
         from meshctl.core.topology import resolve_path
 
         source = resolve_path(ctx.topology, s.binary or "")
-        return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc, relabel]),
+        return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc, relabel],
+                       category="receptor binary"),
                 B.BinaryPresent(id="receptor-version", required=False, description="receptor version")]
     if s.install == "package":
-        return [Packages(id="packages:receptor", names=["receptor"], notify=[svc]),
+        return [Packages(id="packages:receptor", names=["receptor"], notify=[svc], category="receptor binary"),
                 B.BinaryPresent(id="receptor-version", required=False, description="receptor version")]
     return [B.BinaryPresent(required=s.start)]
 

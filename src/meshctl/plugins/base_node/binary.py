@@ -174,6 +174,8 @@ class ReleaseBinary(Operation):
     """/usr/bin/receptor from a pinned release. Planned by version (no download
     needed to know nothing changes); the download happens only when applying."""
 
+    default_category = "receptor binary"
+
     version: str = ""
     arch: str = ""
     sha256: str | None = None
@@ -211,6 +213,8 @@ class ReleaseBinary(Operation):
 @dataclass
 class BinaryPresent(Operation):
     """install: none -- receptor comes by other means; meshctl only checks it."""
+
+    default_category = "receptor binary"
 
     required: bool = True
 

@@ -362,7 +362,7 @@ def meshctl_node_operations(ctx: NodeContext):
     # openssl (for keys made on the node) comes with the OS plugin's base packages.
     ops: list[Any] = [
         File(path=R.CA_FILE, content=trust, mode="0640", owner=rs.user, group=rs.group,
-             notify=[SERVICE, RELABEL]),
+             notify=[SERVICE, RELABEL], category="certificates"),
         NodeCertificate(
             node_id=node.name, addresses=S.node_addresses(node), key_type=eff.key_type, days=eff.validity_days,
             renew_within=eff.renew_within_days if renew is None else int(renew),

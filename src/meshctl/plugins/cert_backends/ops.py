@@ -41,6 +41,8 @@ def _parse_pubkey(output: str, rc: int) -> dict[str, Any]:
 class NodeCertificate(Operation):
     """``/etc/receptor/tls/<node>.crt`` and ``.key`` for one node."""
 
+    default_category = "certificates"
+
     node_id: str = ""
     addresses: list[str] = field(default_factory=list)
     key_type: str = "rsa2048"

@@ -252,6 +252,7 @@ class Virtualenv(Operation):
     run, or pip is missing: what a failed earlier attempt leaves) or built from
     another Python than the interpreter the OS plugin names."""
 
+    default_category = "python packages"
     interpreter: str = "/usr/bin/python3"
 
     def __post_init__(self) -> None:
@@ -297,6 +298,7 @@ class PipPackages(Operation):
     """Pinned packages in the venv. Planned from the installed versions; a fresh
     (re)created venv gets everything."""
 
+    default_category = "python packages"
     wanted: list[Requirement] = field(default_factory=list)
     #: Packages that must not be there (ansible-runner on a hop node).
     unwanted: list[str] = field(default_factory=list)

@@ -539,14 +539,15 @@ def meshctl_registry_files(ctx: NodeContext):
         if reg.ca_file:
             d = f"{CERTS_D}/{reg.host}"
             keep_certs.append(d)
-            ops += [Directory(path=CERTS_D, mode="0755"), Directory(path=d, mode="0755"),
+            ops += [Directory(path=CERTS_D, mode="0755"), Directory(path=d, mode="0755", category="registries"),
                     File(path=f"{d}/ca.crt", content=_ca_file(resolve_path(ctx.topology, reg.ca_file)),
-                         mode="0644"),
-                    File(path=f"{d}/{MANAGED_MARK}", content=f"# {reg.host}: managed by meshctl\n")]
+                         mode="0644", category="registries"),
+                    File(path=f"{d}/{MANAGED_MARK}", content=f"# {reg.host}: managed by meshctl\n",
+                         category="registries")]
         if reg.insecure or reg.mirror_of:
             path = f"{CONF_D}/meshctl-{reg.slug}.conf"
             keep_confs.append(path)
-            ops.append(File(path=path, content=_drop_in(reg)))
+            ops.append(File(path=path, content=drop_in(reg), category="registries"))
         if reg.insecure:
             ops.append(Warn(id=f"warn:insecure:{reg.host}", description=f"registry {reg.host}",
                             message=f"WARNING: TLS verification is off for registry {reg.host} (insecure: true)"))
