@@ -410,6 +410,7 @@ class AuthJson(Operation):
     """The service user's containers auth.json: meshctl's registries set, others kept,
     ones meshctl set before but no longer lists removed."""
 
+    default_category = "registries"
     path: str = ""
     owner: str = "awx"
     wanted: dict[str, str] = field(default_factory=dict, repr=False)  # host -> base64(user:pass)
@@ -458,6 +459,8 @@ class Warn(Operation):
 class PruneManaged(Operation):
     """Remove registry files meshctl made for registries no longer listed."""
 
+    default_category = "registries"
+
     keep_confs: list[str] = field(default_factory=list)
     keep_certs: list[str] = field(default_factory=list)
 
@@ -500,6 +503,8 @@ echo "pulled $2"
 @dataclass
 class Prepull(Operation):
     """An Execution Environment image present in the service user's storage."""
+
+    default_category = "registries"
 
     image: str = ""
     registry: str = ""
