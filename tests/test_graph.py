@@ -16,7 +16,6 @@ import pytest
 
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.graph import (
-    DOT_SHAPES,
     LEGEND_PREFIX,
     dot_quote,
     mermaid_text,
@@ -112,7 +111,7 @@ def test_dot_declares_every_node_once_with_its_role_shape(topo: Topology) -> Non
     assert by_name["exec01.example.com"]["shape"] == "ellipse"
     for node in topo.nodes:
         attrs = by_name[node.name]
-        assert attrs["shape"] == DOT_SHAPES[node.role]
+        assert attrs["shape"] == topo.role_of(node).dot_shape
         assert attrs["style"] == ("solid" if node.managed else "dashed")
         assert attrs["label"].split("\\n")[0] == node.name
 
@@ -171,7 +170,7 @@ def test_graphviz_reads_the_same_graph(topo: Topology) -> None:
     real = [o for o in objects if "shape" in o and not o["name"].startswith(LEGEND_PREFIX)]
     assert sorted(o["name"] for o in real) == sorted(n.name for n in topo.nodes)
     for o in real:
-        assert o["shape"] == DOT_SHAPES[topo.node(o["name"]).role]
+        assert o["shape"] == topo.role_of(topo.node(o["name"])).dot_shape
     edges = [(names[e["tail"]], names[e["head"]]) for e in data.get("edges", [])]
     assert sorted(edges) == sorted(expected_edges(topo))
     assert data["label"] == "mesh: edge"

@@ -20,6 +20,7 @@ from meshctl.core.topology import load_topology, parse_topology
 from meshctl.core.types import NodeContext, OSFamily, OSRelease
 from meshctl.plugins import python_env as P
 
+from meshctl.plugins.python_env import ops as PO
 DEBIAN12 = OSRelease("debian", "12", (), "Debian GNU/Linux 12 (bookworm)", "x86_64")
 PINS = {"ansible-runner": "2.4.3", "receptorctl": "1.6.9"}
 DEPS = ["pexpect-4.9.0-py2.py3-none-any.whl", "pyyaml-6.0.2-cp311-cp311-manylinux_2_17_x86_64.whl"]
@@ -425,7 +426,7 @@ def test_fact_commands_run_in_a_shell_and_parse():
 
 def test_packages_fact_lists_a_real_environment():
     """The packages snippet itself, run by this interpreter, names this environment's packages."""
-    out = subprocess.run([sys.executable, "-I", "-c", P._PACKAGES_PY], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-I", "-c", PO._PACKAGES_PY], capture_output=True, text=True,
                          timeout=60, check=True).stdout
     got = P.packages_fact().parse(out, 0)
     import importlib.metadata as md

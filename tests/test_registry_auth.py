@@ -16,6 +16,7 @@ from meshctl.core.ops import Change, NoChange
 from meshctl.core.topology import parse_topology
 from meshctl.core.types import OSRelease
 from meshctl.plugins import registry_auth as RA
+from meshctl.plugins.registry_auth import sources as RS
 
 SECRET = "pa55-w0rd-NEVER-SHOWN"
 
@@ -63,7 +64,7 @@ def env_pw(monkeypatch):
 
 def registry_ops(plugins, tmp_path, text=REG, node="e1"):
     topo = parse_topology(mesh(tmp_path, text), str(tmp_path / "mesh.yml"), plugins)
-    RA._cred_cache.clear()
+    RS._cred_cache.clear()
     eng = Engine(topo, plugins)
     ctx = eng.context(topo.node(node), OSRelease("debian", "12"))
     ops = [o for o in build_operations(plugins, ctx) if o.id.startswith(
@@ -198,7 +199,7 @@ def test_merge_script_runs_for_real(tmp_path):
     path = tmp_path / "auth.json"
     path.write_text(json.dumps({"auths": {"other.example.com": {"auth": "b3RoZXI6eA=="}}}))
     me = getpass.getuser()
-    cmd = ["sh", "-c", RA._MERGE, "meshctl-authjson", str(path), me]
+    cmd = ["sh", "-c", RA.merge_script(), "meshctl-authjson", str(path), me]
     r = subprocess.run(cmd, input=json.dumps({"reg.example.com": "YTpi"}), capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     data = json.loads(path.read_text())
@@ -217,7 +218,7 @@ def test_merge_script_runs_for_real(tmp_path):
     cached, raw = gather()
     assert raw.startswith("@cached ") and "YTpi" not in raw
     assert cached == {"exists": True, "mode": "600", "owner": me, "managed": ["reg.example.com"],
-                      "hashes": {"reg.example.com": RA._digest("YTpi")}}
+                      "hashes": {"reg.example.com": RA.digest("YTpi")}}
     # ...and once someone else changed auth.json, by reading it (the same answer for ours).
     data["auths"]["late.example.com"] = {"auth": "bGF0ZTp5"}
     path.write_text(json.dumps(data))
@@ -246,8 +247,8 @@ def test_auth_fact_inside_the_batch_script(tmp_path):
     fact = RA.auth_fact(str(path))
     script, boundary = F.batch_script([fact, F.file_fact(str(path), content=False)])
     out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=30).stdout
-    got = F.parse_batch([fact, F.file_fact(str(path), content=False)], out, boundary)
-    assert got[fact.key]["hashes"] == {"other.example.com": RA._digest("b3RoZXI6eA==")}
+    got = factscript.parse_batch([fact, F.file_fact(str(path), content=False)], out, boundary)
+    assert got[fact.key]["hashes"] == {"other.example.com": RA.digest("b3RoZXI6eA==")}
     assert got[fact.key]["managed"] == [] and got[f"file:{path}"]["kind"] == "file"
 
 
@@ -260,10 +261,10 @@ def test_drop_in_is_toml_that_reads_back_as_the_registry():
     import tomllib
 
     reg = RA.Registry(host="mirror.example.com:5000", insecure=True, mirror_of="quay.io")
-    conf = tomllib.loads(RA._drop_in(reg))
+    conf = tomllib.loads(RA.drop_in(reg))
     assert conf == {"registry": [{"prefix": "quay.io", "location": "quay.io",
                                   "mirror": [{"location": "mirror.example.com:5000", "insecure": True}]}]}
-    conf = tomllib.loads(RA._drop_in(RA.Registry(host="r.example.com", insecure=True)))
+    conf = tomllib.loads(RA.drop_in(RA.Registry(host="r.example.com", insecure=True)))
     assert conf == {"registry": [{"location": "r.example.com", "insecure": True}]}
 
 
@@ -274,7 +275,7 @@ def test_drop_in_of_an_unvalidated_hostile_value_adds_no_registry():
 
     reg = RA.Registry.model_construct(host="mirror.example.com", insecure=False, mirror_of=EVIL_MIRROR,
                                       prepull=[], username=None)
-    conf = tomllib.loads(RA._drop_in(reg))
+    conf = tomllib.loads(RA.drop_in(reg))
     assert len(conf["registry"]) == 1 and conf["registry"][0]["prefix"] == EVIL_MIRROR
 
 
@@ -342,6 +343,6 @@ def test_on_node_scripts_refuse_a_fifo_auth_json(tmp_path):
     fact = RA.auth_fact(str(path))
     out = subprocess.run(["sh", "-c", fact.command], capture_output=True, text=True, timeout=30)
     assert fact.parse(out.stdout, out.returncode)["error"] == f"{path} is not a regular file"
-    cmd = ["sh", "-c", RA._MERGE, "meshctl-authjson", str(path), getpass.getuser()]
+    cmd = ["sh", "-c", RA.merge_script(), "meshctl-authjson", str(path), getpass.getuser()]
     r = subprocess.run(cmd, input="{}", capture_output=True, text=True, timeout=30)
     assert r.returncode == 1 and r.stderr == f"meshctl: auth.json: {path} is not a regular file\n", r.stderr

@@ -63,7 +63,7 @@ def receptorctl(tmp_path):
 def run_on_this_machine(script: str, sock: Path, tool: Path) -> str:
     """The node's script with the receptor paths pointed at the stand-ins (and no
     runuser: it needs root), run by sh with stderr merged as the SSH channel does."""
-    script = (script.replace(R.SOCKET, str(sock)).replace(R.RECEPTORCTL, str(tool))
+    script = (script.replace(R.SOCKET, str(sock)).replace(" receptorctl --socket", f" {tool} --socket")
               .replace(f"runuser -u {USER} -- ", ""))
     r = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=60)
     return r.stdout + r.stderr

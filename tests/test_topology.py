@@ -165,3 +165,80 @@ def test_merge_keys_and_anchors(plugins):
     )
     topo = parse(text, plugins)
     assert topo.node("exec03.example.com").peers == ["hop01.example.com"]
+
+
+# -- roles are asked for their attributes, never their names ---------------------------
+
+def _role_plugin(role):
+    import types as pytypes
+
+    from meshctl.plugin import hookimpl
+
+    mod = pytypes.ModuleType(f"{role.name}_plugin")
+
+    @hookimpl
+    def meshctl_register_roles(register):
+        register(role)
+
+    mod.meshctl_register_roles = meshctl_register_roles
+    return mod
+
+
+def _plan_rows(planned):
+    from meshctl.core.ops import Change
+
+    return [(p.op.id, p.summary, [c.line for c in p.commands], p.diff) if isinstance(p, Change)
+            else (p.op.id, p.reason) for p in planned]
+
+
+def test_a_third_party_role_that_runs_work_gets_what_execution_gets():
+    from meshctl.core.engine import Engine
+    from meshctl.plugin import Role
+    from meshctl.testing import (
+        SEED_NODE,
+        SEED_TEXT,
+        parse,
+        plan_from_facts,
+        plugin_manager,
+        recorded_facts,
+    )
+
+    plugins = plugin_manager(_role_plugin(Role("myexec", runs_work=True, provisionable=True)))
+    text = (SEED_TEXT.replace("    role: execution\n", "    role: execution\n    instance_groups: [edge]\n")
+            + "registries:\n  - {host: reg.example.com, insecure: true}\n")
+    assert text.count("role: execution") == 1
+    ours, theirs = parse(text, plugins), parse(text.replace("role: execution", "role: myexec"), plugins)
+    assert theirs.node(SEED_NODE).role == "myexec" and theirs.warnings == ours.warnings
+    for name in ("debian12-fresh", "debian12-provisioned"):
+        want = _plan_rows(plan_from_facts(ours, SEED_NODE, name, plugins=plugins))
+        assert _plan_rows(plan_from_facts(theirs, SEED_NODE, name, plugins=plugins)) == want
+        assert any(row[0].startswith("registries:") for row in want)
+    release = recorded_facts("debian12-fresh").os_release
+    configs = [plugins.receptor_config(Engine(t, plugins).context(t.node(SEED_NODE), release))
+               for t in (ours, theirs)]
+    assert configs[0] == configs[1] and any("work-command" in s for s in configs[0])
+
+
+def test_a_third_party_role_that_runs_no_work_has_no_instance_groups():
+    from meshctl.plugin import Role
+    from meshctl.testing import plugin_manager
+
+    plugins = plugin_manager(_role_plugin(Role("relay", runs_work=False, provisionable=True)))
+    text = SEED.replace("    role: hop\n", "    role: relay\n    instance_groups: [edge]\n")
+    assert errors_of(text, plugins) == [
+        "mesh.yml:12:5: a relay node runs no work: it cannot be in instance groups"]
+
+
+def test_a_third_party_controller_is_reached_and_dials_like_control():
+    from meshctl.plugin import Role
+    from meshctl.testing import plugin_manager
+
+    plugins = plugin_manager(_role_plugin(Role("tower", runs_work=False, provisionable=True, controller=True)))
+    text = SEED.replace("role: control", "role: tower") + (
+        "  - name: exec02.example.com\n    role: execution\n    peers_from_control_nodes: true\n")
+    text = text.replace("    managed: false\n", "    listener: {port: 27199}\n", 1)
+    topo = parse(text, plugins)
+    assert topo.warnings == []  # exec01 reaches the tower through hop01
+    tower = topo.node("awx-task")
+    assert [n.name for n in topo.dials(tower)] == ["exec02.example.com"]
+    assert [n.name for n in topo.inbound_peers(topo.node("exec02.example.com"))] == ["awx-task"]

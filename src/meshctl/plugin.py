@@ -33,6 +33,7 @@ from meshctl.core.facts import (
     user_fact,
 )
 from meshctl.core.hookspecs import hookimpl
+from meshctl.core.files import SECRET_LIMIT, read_bytes, read_text, secret_file_problem
 from meshctl.core.ops import (
     Absent,
     Change,
@@ -54,7 +55,20 @@ from meshctl.core.ops import (
     backup_commands,
 )
 from meshctl.core.receptor import ReceptorSection, receptor_settings
-from meshctl.core.topology import Node, StrictModel, Topology, base_dir, resolve_path
+from meshctl.core.topology import (
+    DEFAULT_LISTENER_PORT,
+    MESH_NAME_RE,
+    NODE_ID_RE,
+    USER_GRAMMAR,
+    Node,
+    StrictModel,
+    Topology,
+    base_dir,
+    resolve_path,
+    state_dir,
+    valid_address,
+    valid_user,
+)
 from meshctl.core.types import (
     BackendContext,
     CertBackend,
@@ -64,12 +78,14 @@ from meshctl.core.types import (
     NodeContext,
     OSFamily,
     OSRelease,
+    NodeTool,
     RegistryCredentials,
     Role,
     TopologySection,
 )
 
 __all__ = [
+from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
     "Absent", "BackendContext", "CertBackend", "CertificateBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
     "Group", "GuardedService", "MeshctlError", "Node", "NoChange", "NodeContext", "OSFamily", "OSRelease",
     "Operation", "OperationError", "Packages", "PlanResult", "PluginError", "RegistryCredentials", "Role",
@@ -78,3 +94,6 @@ __all__ = [
     "glob_fact", "group_fact", "hookimpl", "load_topology_file", "make_engine", "output_option", "package_fact",
     "ReceptorSection", "base_dir", "receptor", "receptor_settings", "resolve_path", "run_options", "select_nodes", "service_fact", "service_state_fact", "user_fact",
 ]
+    "NodeTool", "SECRET_LIMIT", "read_bytes", "read_text", "secret_file_problem", "state_dir", "toml_comment",
+    "toml_table", "valid_address",
+    "DEFAULT_LISTENER_PORT", "Importer", "MESH_NAME_RE", "NODE_ID_RE", "shorten", "USER_GRAMMAR", "valid_user", "yaml_scalar",

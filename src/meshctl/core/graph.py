@@ -2,7 +2,8 @@
 
 Arrows go from the node that opens the connection (the one listing ``peers``) to the
 node that listens, the way receptor traffic is established, and are labelled with the
-listener's port. Shapes tell roles apart; unmanaged nodes (the controller) are dashed.
+listener's port. Shapes tell roles apart (each role declares its own); unmanaged
+nodes (the controller) are dashed.
 Output depends only on the topology (file order), so diagrams can be committed and
 diffed.
 """
@@ -14,25 +15,8 @@ import subprocess
 
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.topology import Listener, Node, Topology
+from meshctl.core.types import Role
 from meshctl.core.writers import yaml_string
-
-# Roles registered by plugins we do not know get the fallback shape.
-DOT_SHAPES: dict[str, str] = {
-    "control": "doubleoctagon",
-    "hybrid": "octagon",
-    "hop": "diamond",
-    "execution": "ellipse",
-}
-DOT_FALLBACK_SHAPE = "box"
-
-# Mermaid node shapes as (opening, closing) brackets.
-MERMAID_SHAPES: dict[str, tuple[str, str]] = {
-    "control": ("{{", "}}"),  # hexagon
-    "hybrid": ("[[", "]]"),  # subroutine
-    "hop": ("{", "}"),  # rhombus
-    "execution": ("(", ")"),  # rounded box
-}
-MERMAID_FALLBACK_SHAPE = ("[", "]")
 
 # Legend ids start with "_": a receptor node id must start with a letter or digit,
 # so they can never collide with a real node.
@@ -43,11 +27,10 @@ MERMAID_LEGEND_PREFIX = "legend_"
 DOT_TIMEOUT = 60.0
 
 
-def _roles_in_order(topo: Topology) -> list[str]:
-    """Roles present in the topology: the known ones first, in a fixed order."""
+def _roles_in_order(topo: Topology) -> list[Role]:
+    """Roles present in the topology, by their ``legend_order``, then by name."""
     present = {n.role for n in topo.nodes}
-    known = [r for r in DOT_SHAPES if r in present]
-    return known + sorted(present - set(known))
+    return sorted((topo.role(r) for r in present), key=lambda r: (r.legend_order, r.name))
 
 
 def listener_text(listener: Listener | None) -> str:
@@ -128,7 +111,7 @@ def render_dot(topo: Topology) -> str:
     for node in topo.nodes:
         attrs = {
             "label": _dot_label(_node_lines(node)),
-            "shape": DOT_SHAPES.get(node.role, DOT_FALLBACK_SHAPE),
+            "shape": topo.role_of(node).dot_shape,
             "style": "dashed" if not node.managed else "solid",
         }
         out.append(f"  {dot_quote(node.name)} [{_dot_attrs(attrs)}];")
@@ -148,8 +131,8 @@ def _dot_legend(topo: Topology) -> list[str]:
         '    label="legend"; style=dotted; fontsize=10;',
     ]
     for role in _roles_in_order(topo):
-        shape = DOT_SHAPES.get(role, DOT_FALLBACK_SHAPE)
-        out.append(f"    {dot_quote(LEGEND_PREFIX + role)} [label={dot_quote(role)}, shape={shape}];")
+        out.append(f"    {dot_quote(LEGEND_PREFIX + role.name)} [label={dot_quote(role.name)}, "
+                   f"shape={role.dot_shape}];")
     if any(not n.managed for n in topo.nodes):
         out.append(
             f"    {dot_quote(LEGEND_PREFIX + 'unmanaged')} "
@@ -231,7 +214,7 @@ def render_mermaid(topo: Topology) -> str:
         "flowchart LR",
     ]
     for node in topo.nodes:
-        opening, closing = MERMAID_SHAPES.get(node.role, MERMAID_FALLBACK_SHAPE)
+        opening, closing = topo.role_of(node).mermaid_shape
         out.append(f"  {ids[node.name]}{opening}{_mermaid_label(_node_lines(node))}{closing}")
     for src, dst in _edges(topo):
         label = listener_text(dst.listener)
@@ -249,8 +232,8 @@ def _mermaid_legend(topo: Topology) -> list[str]:
     prefix = MERMAID_LEGEND_PREFIX
     out = ['  subgraph legend["legend"]', "    direction LR"]
     for role in _roles_in_order(topo):
-        opening, closing = MERMAID_SHAPES.get(role, MERMAID_FALLBACK_SHAPE)
-        out.append(f"    {prefix}{_mermaid_id_part(role)}{opening}{_mermaid_label([role])}{closing}")
+        opening, closing = role.mermaid_shape
+        out.append(f"    {prefix}{_mermaid_id_part(role.name)}{opening}{_mermaid_label([role.name])}{closing}")
     if any(not n.managed for n in topo.nodes):
         out.append(f'    {prefix}unmanaged["unmanaged"]')
     out.append("  end")

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Check,
         NodeContext,
         OSFamily,
+        NodeTool,
         RegistryCredentials,
         Role,
         TopologySection,
@@ -108,6 +109,29 @@ def meshctl_receptor_config(ctx: NodeContext) -> Iterable[dict[str, Any]] | None
     ``{"work-command": {...}}``. Called before :func:`meshctl_node_operations`;
     the combined list is available to operations as ``ctx.receptor_config``.
     """
+@hookspec
+def meshctl_register_node_tools(register: Callable[[NodeTool], None]) -> None:
+    """Declare programs your plugin installs on nodes that other plugins run by path.
+
+    Call ``register(NodeTool(name, path, directory))`` once per program. Other
+    plugins ask ``topology.tool(name)`` and so never import yours; without a plugin
+    that registers it the answer is the bare name, found on the node's PATH.
+    ``directory`` is the tree your plugin lays down for it (OS plugins restore its
+    SELinux labels). The built-in python_env registers ``receptorctl``,
+    ``ansible-runner`` and ``python`` from meshctl's virtualenv. Tool names are
+    named registrations: two plugins cannot register one name.
+
+    Example::
+
+        @hookimpl
+        def meshctl_register_node_tools(register):
+            register(NodeTool("nodectl", "/opt/acme/bin/nodectl", "/opt/acme",
+                              description="Acme's node agent CLI"))
+
+    Since meshctl 0.1.
+    """
+
+
 
 
 @hookspec

@@ -99,7 +99,5 @@ def firewall_settings(ctx: NodeContext) -> FirewallSection:
 
 
 def runs_work(ctx: NodeContext) -> bool:
-    """Execution-like nodes (a role that runs work) get podman."""
-    plugins = ctx.topology.plugins
-    role = plugins.roles().get(ctx.node.role) if plugins is not None else None
-    return role.runs_work if role is not None else ctx.node.role == "execution"
+    """Nodes whose role runs work get podman."""
+    return ctx.topology.role_of(ctx.node).runs_work

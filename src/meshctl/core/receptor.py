@@ -9,6 +9,7 @@ import jinja2
 from pydantic import Field, model_validator
 
 from meshctl.core.topology import StrictModel
+from meshctl.core.types import Role
 from meshctl.core.writers import Octal as Octal  # re-exported: receptor.conf permissions
 from meshctl.core.writers import yaml_scalar
 
@@ -29,18 +30,13 @@ DATA_DIR = "/var/lib/receptor"
 BINARY = "/usr/bin/receptor"
 UNIT_NAME = "receptor.service"
 UNIT_FILE = f"/usr/lib/systemd/system/{UNIT_NAME}"
-VENV = "/opt/meshctl/venv"
-RUNNER = f"{VENV}/bin/ansible-runner"
-RECEPTORCTL = f"{VENV}/bin/receptorctl"
-
-
 WORK_PRIVATE_KEY = f"{CONF_DIR}/work_private_key.pem"
 
 
-def tls_client_name(role: str) -> str:
-    """Control nodes name their TLS client as awx-operator does (AWX passes
+def tls_client_name(role: Role) -> str:
+    """Controllers name their TLS client as awx-operator does (AWX passes
     ``tlsclient`` to every submit); other nodes as AWX's install bundles do."""
-    return "tlsclient" if role == "control" else "tls_client"
+    return "tlsclient" if role.controller else "tls_client"
 
 
 def node_cert(node_id: str) -> str:
@@ -176,10 +172,11 @@ def receptor_settings(ctx: Any) -> ReceptorSection:
     return ctx.section("receptor") or ReceptorSection()
 
 
-def reload_command() -> str:
+def reload_command(receptorctl: str = "receptorctl") -> str:
     """receptorctl reload; its exit 3 means "restart needed", which is done then
-    rather than counted as a failure (that would roll the new files back)."""
-    return (f"{RECEPTORCTL} --socket {SOCKET} reload; _rc=$?; "
+    rather than counted as a failure (that would roll the new files back).
+    ``receptorctl`` is its path on the node (``Topology.tool("receptorctl")``)."""
+    return (f"{receptorctl} --socket {SOCKET} reload; _rc=$?; "
             f"if [ $_rc -eq 3 ]; then systemctl restart {UNIT_NAME}; elif [ $_rc -ne 0 ]; then (exit $_rc); fi")
 
 

@@ -67,13 +67,23 @@ class OSFamily:
 
 @dataclass(frozen=True)
 class Role:
-    """A node role (``execution``, ``hop``, ``control``...).
+    """A node role (``execution``, ``hop``, ``control``...). Core and plugins ask these
+    attributes, never the role's name, so a third party's role with the same
+    attributes gets the same treatment as a built-in one.
 
-    ``runs_work``: the node may have a work-command and instance groups.
+    ``runs_work``: the node runs jobs: a work-command, instance groups, ansible-runner,
+    podman, registry credentials, signature verification; the topology warns when it
+    has no path to a controller.
     ``provisionable``: meshctl may provision nodes of this role over SSH.
     ``managed_by_default``: ``managed`` when mesh.yml does not say (None: provisionable).
     ``needs_runner``: the node runs ansible-runner itself (a controller's transmit/process).
     """
+    ``controller``: an AWX/AAP controller: it submits work (and signs it), names its
+    TLS client ``tlsclient`` as AWX does on every submit, dials the nodes flagged
+    ``peers_from_control_nodes`` and is what work-running nodes must reach.
+    ``dot_shape``, ``mermaid_shape`` and ``legend_order``: how ``meshctl graph`` draws
+    the role (a Graphviz shape, Mermaid's opening and closing brackets) and where its
+    legend lists it (lower first, then by name).
 
     name: str
     runs_work: bool
@@ -82,6 +92,23 @@ class Role:
     managed_by_default: bool | None = None
     needs_runner: bool = False
 
+    controller: bool = False
+    dot_shape: str = "box"
+    mermaid_shape: tuple[str, str] = ("[", "]")
+    legend_order: int = 100
+
+
+@dataclass(frozen=True)
+class NodeTool:
+    """A program a plugin installs on nodes that other plugins run by absolute path
+    (``receptorctl``, ``ansible-runner``), so that none of them imports the plugin
+    that installs it. ``directory`` is the tree that plugin lays down for it (OS
+    plugins restore its SELinux labels). Read with ``Topology.tool(name)``."""
+
+    name: str
+    path: str
+    directory: str = ""
+    description: str = ""
 
 @dataclass(frozen=True)
 class CertBackend:

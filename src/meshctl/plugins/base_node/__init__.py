@@ -32,9 +32,11 @@ settings = receptor_settings  # this plugin's short name for core's accessor
 @hookimpl
 def meshctl_register_roles(register):
     register(Role("control", runs_work=False, provisionable=True, managed_by_default=False, needs_runner=True,
+                  controller=True, dot_shape="doubleoctagon", mermaid_shape=("{{", "}}"), legend_order=0,
                   description="the AWX/AAP controller; configured by AWX itself, or by meshctl "
                               "with managed: true (AAP VM installs)"))
-    register(Role("hybrid", runs_work=True, provisionable=False,
+    register(Role("hybrid", runs_work=True, provisionable=False, controller=True, dot_shape="octagon",
+                  mermaid_shape=("[[", "]]"), legend_order=1,
                   description="control + execution (AAP VM installs); not provisioned by meshctl"))
 
 
@@ -42,7 +44,7 @@ def meshctl_register_roles(register):
 def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]]:
     node, topo, s = ctx.node, ctx.topology, settings(ctx)
     cert, key = R.node_cert(node.name), R.node_key(node.name)
-    client = R.tls_client_name(node.role)
+    client = R.tls_client_name(topo.role_of(node))
     sections: list[dict[str, Any]] = [
         {"node": {"id": node.name, "datadir": s.datadir}},
         {"log-level": s.log_level},
@@ -164,7 +166,7 @@ def meshctl_node_operations(ctx: NodeContext):
                            mode="0644", owner=u, group=g, reload=[svc], notify=["cmd:restorecon"]),
         File(id="file:receptor-unit", path=R.UNIT_FILE, content=unit, notify=[svc, "cmd:restorecon"]),
         GuardedService(unit=R.UNIT_NAME, enabled=True, state="started" if s.start else None,
-                       reload_command=R.reload_command(),
+                       reload_command=R.reload_command(ctx.topology.tool("receptorctl")),
                        unit_file_op="file:receptor-unit",
                        preflight_script=P.script(u, P.peer_hosts(ctx.topology, ctx.node)),
                        preflight=_preflight_check(ctx),

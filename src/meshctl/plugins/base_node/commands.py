@@ -139,7 +139,8 @@ def register_status(cli: click.Group) -> None:
 
         def script(nctx: Any) -> str:
             port = nctx.node.listener.port if nctx.node.listener else None
-            return S.script(nctx.node.name, settings(nctx).user, nctx.node.role == "execution", port)
+            return S.script(nctx.node.name, settings(nctx).user, topo.role_of(nctx.node).runs_work, port,
+                            topo.tool("ansible-runner"), topo.tool("receptorctl"))
 
         def evaluate(nctx: Any, out: str) -> Any:
             return S.evaluate(S.parse(out), node=nctx.node, start=settings(nctx).start, warn_days=warn_days)
@@ -205,7 +206,8 @@ def register_diagnose(cli: click.Group) -> None:
 
         def script(nctx: Any) -> str:
             s = settings(nctx)
-            return D.script(node.name, s.user, node.role == "execution", s.datadir)
+            return D.script(node.name, s.user, topo.role_of(node).runs_work, s.datadir,
+                            topo.tool("ansible-runner"), topo.tool("receptorctl"))
 
         def evaluate(nctx: Any, output: str) -> list[tuple[str, bool, str]]:
             collected.update(D.split(output))

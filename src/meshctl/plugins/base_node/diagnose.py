@@ -18,7 +18,8 @@ MAX_UNITS = 20
 MAX_UNIT_BYTES = 64 * 1024
 
 
-def script(node_name: str, user: str, execution: bool, datadir: str = R.DATA_DIR) -> str:
+def script(node_name: str, user: str, execution: bool, datadir: str = R.DATA_DIR,
+           runner: str = "ansible-runner", receptorctl: str = "receptorctl") -> str:
     u = shlex.quote(user)
     cert = shlex.quote(R.node_cert(node_name))
     # Nodes that an older meshctl or an AWX bundle set up keep work units in /tmp/receptor.
@@ -31,19 +32,19 @@ def script(node_name: str, user: str, execution: bool, datadir: str = R.DATA_DIR
         ("certificates.txt",
          f"for f in {cert} {R.CA_FILE}; do echo \"== $f\"; openssl x509 -in \"$f\" -noout -subject -issuer -dates "
          "-serial -ext subjectAltName,keyUsage,extendedKeyUsage 2>&1; done"),
-        ("versions.txt", f"{R.BINARY} --version 2>&1; {R.RUNNER} --version 2>&1; cat /etc/os-release; uname -a"),
+        ("versions.txt", f"{R.BINARY} --version 2>&1; {runner} --version 2>&1; cat /etc/os-release; uname -a"),
         ("listening.txt", "ss -ltnp 2>&1"),
         # stdout alone, so the file stays JSON: receptorctl 1.6.9 warns on stderr whenever
         # its version differs from receptor's. Its stderr goes to a file of its own.
         ("mesh-status.json", f"_e='no control socket'; if [ -S {R.SOCKET} ]; then {{ _e=$(timeout 15 runuser "
-                             f"-u {u} -- {R.RECEPTORCTL} --socket {R.SOCKET} status --json 2>&1 >&3 3>&-); "
+                             f"-u {u} -- {receptorctl} --socket {R.SOCKET} status --json 2>&1 >&3 3>&-); "
                              "} 3>&1; fi"),
         ("mesh-status.stderr.txt", "printf '%s\\n' \"$_e\""),
     ]
     if execution:
         parts += [
             ("podman-info.txt", f"runuser -l {u} -c 'podman info' 2>&1"),
-            ("worker-info.txt", f"timeout 30 runuser -u {u} -- {R.RUNNER} worker --worker-info 2>&1"),
+            ("worker-info.txt", f"timeout 30 runuser -u {u} -- {runner} worker --worker-info 2>&1"),
         ]
     lines = []
     for name, cmd in parts:

@@ -13,20 +13,22 @@ from meshctl.core import receptor as R
 M = "@@meshctl-status"
 
 
-def mesh_status(user: str) -> str:
+def mesh_status(user: str, receptorctl: str = "receptorctl") -> str:
     """``receptorctl status --json`` with its JSON on stdout and its stderr in a section
     of its own: receptorctl 1.6.9 warns on stderr whenever receptor's version differs
-    from its own, which would break the JSON if merged. ``user`` is shell-quoted."""
+    from its own, which would break the JSON if merged. ``user`` is shell-quoted;
+    ``receptorctl`` is the tool's path on the node (``Topology.tool``)."""
     # fd 3 carries stdout past the command substitution, which captures only stderr.
-    return (f"if [ -S {R.SOCKET} ]; then {{ _e=$(timeout 15 runuser -u {user} -- {R.RECEPTORCTL} "
+    return (f"if [ -S {R.SOCKET} ]; then {{ _e=$(timeout 15 runuser -u {user} -- {receptorctl} "
             f"--socket {R.SOCKET} status --json 2>&1 >&3 3>&- </dev/null); _rc=$?; }} 3>&1; "
             f"printf '\\n%s mesh-stderr\\n%s\\n%s mesh-rc\\n%s\\n' '{M}' \"$_e\" '{M}' \"$_rc\"; "
             "else echo nosocket; fi")
 
 
-def script(node_name: str, user: str, execution: bool, port: int | None) -> str:
+def script(node_name: str, user: str, execution: bool, port: int | None,
+           runner: str = "ansible-runner", receptorctl: str = "receptorctl") -> str:
     u = shlex.quote(user)
-    worker = (f"timeout 30 runuser -u {u} -- {R.RUNNER} worker --worker-info 2>&1; echo \"rc=$?\""
+    worker = (f"timeout 30 runuser -u {u} -- {runner} worker --worker-info 2>&1; echo \"rc=$?\""
               if execution else "echo skipped")
     return f"""\
 printf '%s service\\n' '{M}'; systemctl show {R.UNIT_NAME} -p ActiveState -p SubState -p ActiveEnterTimestamp -p UnitFileState 2>/dev/null
@@ -34,9 +36,9 @@ printf '%s conf\\n' '{M}'; if [ -f {R.CONF_FILE} ]; then echo present; else echo
 printf '%s listen\\n' '{M}'; ss -ltnH 2>/dev/null | awk '{{print $4}}' | grep -E ':{port or 0}$' || true
 printf '%s cert\\n' '{M}'; cat {shlex.quote(R.node_cert(node_name))} 2>/dev/null
 printf '%s receptor\\n' '{M}'; if [ -x {R.BINARY} ]; then {R.BINARY} --version 2>&1 | head -n 1; else echo absent; fi
-printf '%s runner\\n' '{M}'; if [ -x {R.RUNNER} ]; then {R.RUNNER} --version 2>&1 | head -n 1; else echo absent; fi
+printf '%s runner\\n' '{M}'; if [ -x {runner} ]; then {runner} --version 2>&1 | head -n 1; else echo absent; fi
 printf '%s worker\\n' '{M}'; {worker}
-printf '%s mesh\\n' '{M}'; {mesh_status(u)}
+printf '%s mesh\\n' '{M}'; {mesh_status(u, receptorctl)}
 printf '%s end\\n' '{M}'
 """
 

@@ -1,7 +1,8 @@
 """The ``execution`` role: runs ``ansible-runner worker`` under receptor, each job
 in a rootless podman container of the service user.
 
-Besides the work-command, the role prepares that user for rootless podman: subuid
+The work-command comes with ansible-runner (python_env); this plugin prepares the
+service user of every node that runs work for rootless podman: subuid
 and subgid ranges, linger (a user manager survives logout, so containers and
 their cgroups outlive the SSH session), and the user's containers.conf and
 storage.conf written before its first podman call (storage settings are fixed at
@@ -14,11 +15,18 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from meshctl.core import receptor as R
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import Command, Directory, File
-from meshctl.core.topology import StrictModel
-from meshctl.core.types import NodeContext, Role, TopologySection
+from meshctl.plugin import (
+    Absent,
+    Command,
+    Directory,
+    File,
+    NodeContext,
+    Role,
+    StrictModel,
+    TopologySection,
+    hookimpl,
+    receptor_settings,
+)
 
 CONTAINERS_CONF = """\
 # Managed by meshctl: podman settings for receptor's work (ansible-runner jobs).
@@ -58,8 +66,8 @@ class PodmanSection(StrictModel):
 
 @hookimpl
 def meshctl_register_roles(register):
-    register(Role("execution", runs_work=True, provisionable=True,
-                  description="runs ansible-runner jobs in podman containers"))
+    register(Role("execution", runs_work=True, provisionable=True, dot_shape="ellipse", mermaid_shape=("(", ")"),
+                  legend_order=3, description="runs ansible-runner jobs in podman containers"))
 
 
 @hookimpl
@@ -68,24 +76,10 @@ def meshctl_register_topology_sections(register):
 
 
 @hookimpl
-def meshctl_receptor_config(ctx: NodeContext) -> list[dict[str, Any]] | None:
-    if ctx.node.role != "execution":
-        return None
-    # AWX signs every submit when its receptor has work-signing (awx-operator always
-    # writes it), and receptor refuses a signature it does not expect; unsigned work
-    # would also let any holder of a mesh certificate run code as the service user.
-    # Off only with work_signing.verify: false (receptor.finalize_sections).
-    return [{"work-command": {"worktype": "ansible-runner", "command": R.RUNNER, "params": "worker",
-                              "allowruntimeparams": True, "verifysignature": True}}]
-
-
-@hookimpl
 def meshctl_node_operations(ctx: NodeContext):
-    if ctx.node.role != "execution" or not ctx.node.managed:
+    if not ctx.node.managed or not ctx.topology.role_of(ctx.node).runs_work:
         return None
-    from meshctl.core.receptor import receptor_settings as settings
-
-    s = settings(ctx)
+    s = receptor_settings(ctx)
     p: PodmanSection = ctx.section("podman") or PodmanSection()
     u, g, home = s.user, s.group, s.home
     end = p.subid_start + p.subid_count - 1
@@ -107,12 +101,9 @@ def meshctl_node_operations(ctx: NodeContext):
 
 @hookimpl
 def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
-    from meshctl.core.ops import Absent
-    from meshctl.core.receptor import receptor_settings as settings
-
-    if ctx.node.role != "execution" or not ctx.node.managed:
+    if not ctx.node.managed or not ctx.topology.role_of(ctx.node).runs_work:
         return None
-    s = settings(ctx)
+    s = receptor_settings(ctx)
     p: PodmanSection = ctx.section("podman") or PodmanSection()
     ops: list[Any] = [Absent(path="/etc/containers/registries.conf.d/force-fully-qualified-images.conf")]
     if purge_user:

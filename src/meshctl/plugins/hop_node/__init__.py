@@ -3,10 +3,10 @@ ansible-runner, no work-command, capacity 0)."""
 
 from __future__ import annotations
 
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.types import Role
+from meshctl.plugin import Role, hookimpl
 
 
 @hookimpl
 def meshctl_register_roles(register):
-    register(Role("hop", runs_work=False, provisionable=True, description="relays receptor traffic only"))
+    register(Role("hop", runs_work=False, provisionable=True, dot_shape="diamond", mermaid_shape=("{", "}"),
+                  legend_order=2, description="relays receptor traffic only"))

@@ -200,8 +200,9 @@ class SELinuxPackages(Packages):
         return super().plan(facts, changed, manager)
 
 
-#: What meshctl and receptor write; restorecon -i skips the ones not there yet.
-RELABEL_PATHS = (R.CONF_DIR, R.LOG_DIR, R.BINARY, R.VENV.rsplit("/", 1)[0], R.RUN_DIR)
+#: What receptor writes; restorecon -i skips the ones not there yet. The trees of
+#: plugins' node tools (meshctl's virtualenv) come after R.BINARY.
+RELABEL_PATHS = (R.CONF_DIR, R.LOG_DIR, R.BINARY, R.RUN_DIR)
 RESTORECON_ID = "cmd:restorecon"
 
 
@@ -230,11 +231,12 @@ class Restorecon(Command):
         return Change(self, "relabel: files differ from the policy's labels", [Cmd(self.command)])
 
 
-def restorecon_op() -> Restorecon:
-    paths = " ".join(shlex.quote(p) for p in RELABEL_PATHS)
+def restorecon_op(tool_dirs: tuple[str, ...] | list[str] = ()) -> Restorecon:
+    where = (*RELABEL_PATHS[:3], *tool_dirs, *RELABEL_PATHS[3:])
+    paths = " ".join(shlex.quote(p) for p in where)
     return Restorecon(
         id=RESTORECON_ID,
-        description="SELinux labels of " + ", ".join(RELABEL_PATHS),
+        description="SELinux labels of " + ", ".join(where),
         command=f"restorecon -R -i {paths}",
         unless=f"! restorecon -R -i -n -v {paths} | grep -q .",
     )
@@ -312,7 +314,7 @@ def firewall_ops(ctx: NodeContext) -> list[Operation]:
 def late_node_operations(ctx: NodeContext) -> list[Operation] | None:
     if not _mine(ctx):
         return None
-    return [restorecon_op()]
+    return [restorecon_op(ctx.topology.tool_directories())]
 
 
 
