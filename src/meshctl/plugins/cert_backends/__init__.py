@@ -173,7 +173,7 @@ def meshctl_validate_topology(topology, report):
     elif ws is None and _joins_awx(topology) and _generated_key_used(topology):
         report(("nodes",), "execution nodes verify work with a key meshctl generates, which an AWX control "
                "node does not sign with: set work_signing.public_key to AWX's work-public-key.pem", "warning")
-    if any(n.managed and n.role == "control" for n in topology.nodes):
+    if any(n.managed and topology.role_of(n).controller for n in topology.nodes):
         problem = _signing_problem(topology)
         if problem:
             report(("work_signing",) if ws is not None else ("nodes",), problem)
@@ -201,11 +201,11 @@ def _joins_awx(topology: Any) -> bool:
     """AWX's own CA is brought (file backend) and AWX's control nodes are unmanaged:
     they sign with AWX's key, never with one meshctl made."""
     return S.mesh_settings(topology).backend == "file" and any(
-        n.role in ("control", "hybrid") and not n.managed for n in topology.nodes)
+        topology.role_of(n).controller and not n.managed for n in topology.nodes)
 
 
 def _generated_key_used(topology: Any) -> bool:
-    return any(n.managed and n.role == "execution" and S.effective(topology, n).backend != "awx-bundle"
+    return any(n.managed and topology.role_of(n).runs_work and S.effective(topology, n).backend != "awx-bundle"
                for n in topology.nodes)
 
 
@@ -322,7 +322,7 @@ def _signing_problem(topology: Any) -> str | None:
 def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> bytes | None:
     """The work public key an execution node verifies with: work_signing's, else
     the one in the node's AWX install bundle, else the generated one."""
-    if node.role != "execution":
+    if not topo.role_of(node).runs_work:
         return None
     if topo.sections.get("work_signing") is None:
         backend = backend or backend_for(plugins, topo, node)
@@ -335,7 +335,7 @@ def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> byt
 def meshctl_receptor_config(ctx: NodeContext):
     if not ctx.node.managed:
         return None
-    if ctx.node.role == "control" and work_private_key_path(ctx.topology) is not None:
+    if ctx.topology.role_of(ctx.node).controller and work_private_key_path(ctx.topology) is not None:
         # As awx-operator configures AWX's own receptor: AWX signs every submit.
         return [{"work-signing": {"privatekey": R.WORK_PRIVATE_KEY, "tokenexpiration": "1m"}}]
     if work_key_for(ctx.topology.plugins, ctx.topology, ctx.node) is None:
@@ -371,7 +371,7 @@ def meshctl_node_operations(ctx: NodeContext):
             force=force, notify=[SERVICE, RELABEL],
         ),
     ]
-    private = work_private_key_path(topo) if node.role == "control" else None
+    private = work_private_key_path(topo) if topo.role_of(node).controller else None
     if private is not None:
         ops.append(File(path=R.WORK_PRIVATE_KEY, content=_read_key(private, "work_signing private_key"), mode="0600", owner=rs.user,
                         group=rs.group, secret=True, notify=[SERVICE, RELABEL]))
