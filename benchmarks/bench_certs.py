@@ -1,4 +1,4 @@
-"""Certificate issuance throughput: meshctl.core.certs against an openssl command-line loop.
+"""Certificate issuance throughput: meshctl.core.pki against an openssl command-line loop.
 
 (a) N node certificates with ecdsa-p256 keys made on the controller (key generation +
     signing + PEM encoding), signed by the mesh CA (RSA 4096 by default, as awx-operator
@@ -32,7 +32,7 @@ from typing import get_args
 
 from cryptography.hazmat.primitives import serialization
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 
 TARGET_S = 3.0
 TARGET_RATIO = 15.0

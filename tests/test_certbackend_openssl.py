@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 import meshctl
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.core.plugins import DISABLE_AUTOLOAD_ENV, create_plugin_manager
 from meshctl.plugin import BackendContext
 
@@ -547,7 +547,7 @@ def test_validate_reports_ca_problems_before_any_host(tmp_path):
 
     from cryptography.hazmat.primitives import serialization
 
-    from meshctl.core import certs as C
+    from meshctl.core import pki as C
 
     _, ca = C.create_ca("t Receptor Root CA", "ecdsa-p256")
     other_key, _ = C.create_ca("other", "ecdsa-p256")

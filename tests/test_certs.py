@@ -1,4 +1,4 @@
-"""meshctl.core.certs, checked by a second implementation: the openssl CLI (and the ssl
+"""meshctl.core.pki, checked by a second implementation: the openssl CLI (and the ssl
 module's TLS handshake), not only by cryptography, which made the certificates."""
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from awx_bundles import make_awx_bundle
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
+from meshctl.plugins.cert_backends import awx_bundle as AB
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="the openssl CLI is needed (Debian package openssl)")
@@ -519,8 +521,8 @@ def work_public_key() -> bytes:
 @pytest.mark.parametrize("layout", ["awx>=23", "awx<23"])
 def test_awx_bundle_round_trip(ca, tmp_path, layout, work_public_key):
     ca_key, ca_cert, ca_file = ca
-    path = C.make_awx_bundle(tmp_path, host="exec01.example.com", node_id="exec01.example.com", role="execution",
-                             ca_key=ca_key, ca_cert=ca_cert, layout=layout, work_public_key_pem=work_public_key)
+    path = make_awx_bundle(tmp_path, host="exec01.example.com", node_id="exec01.example.com", role="execution",
+                           ca_key=ca_key, ca_cert=ca_cert, layout=layout, work_public_key_pem=work_public_key)
     assert path.name == "exec01.example.com_install_bundle.tar.gz"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     names = {
@@ -533,7 +535,7 @@ def test_awx_bundle_round_trip(ca, tmp_path, layout, work_public_key):
     assert members == sorted(root + m for m in (*names, "receptor/tls/receptor.crt", "receptor/tls/receptor.key",
                                                  "install_receptor.yml", "inventory.yml", "group_vars/all.yml",
                                                  "requirements.yml"))
-    bundle = C.read_awx_bundle(path)
+    bundle = AB.read_awx_bundle(path)
     assert bundle.layout == layout and bundle.role == "execution"
     assert (bundle.host, bundle.user, bundle.node_id) == ("exec01.example.com", "cloud-user", "exec01.example.com")
     assert bundle.listener_port == 27199 and bundle.listener_protocol == "tcp" and bundle.peers == []
@@ -558,11 +560,11 @@ def test_awx_bundle_round_trip(ca, tmp_path, layout, work_public_key):
 
 def test_awx_bundle_hop_with_peers_and_ip_host(ca, tmp_path):
     ca_key, ca_cert, ca_file = ca
-    path = C.make_awx_bundle(tmp_path / "hop.tar.gz", host="192.0.2.20", node_id="hop01", role="hop",
-                             ca_key=ca_key, ca_cert=ca_cert, peers=[("awx-task.example.com:27199", "tcp"),
-                                                                    ("wss://gw.example.com:443/mesh", "ws")],
-                             listener_port=8443, listener_protocol="ws", work_public_key_pem=b"unused")
-    bundle = C.read_awx_bundle(path)
+    path = make_awx_bundle(tmp_path / "hop.tar.gz", host="192.0.2.20", node_id="hop01", role="hop",
+                           ca_key=ca_key, ca_cert=ca_cert, peers=[("awx-task.example.com:27199", "tcp"),
+                                                                  ("wss://gw.example.com:443/mesh", "ws")],
+                           listener_port=8443, listener_protocol="ws", work_public_key_pem=b"unused")
+    bundle = AB.read_awx_bundle(path)
     assert bundle.role == "hop" and bundle.work_public_key_pem is None
     assert bundle.node_id == "hop01" and bundle.host == "192.0.2.20"
     assert bundle.listener_port == 8443 and bundle.listener_protocol == "ws"
@@ -574,21 +576,21 @@ def test_awx_bundle_hop_with_peers_and_ip_host(ca, tmp_path):
 
 def test_awx_bundle_without_listener(ca, tmp_path):
     ca_key, ca_cert, _ = ca
-    path = C.make_awx_bundle(tmp_path, host="e2", node_id="e2", role="execution", ca_key=ca_key, ca_cert=ca_cert,
-                             listener_port=None, peers=[("hop01:27199", "tcp")], work_public_key_pem=b"x")
+    path = make_awx_bundle(tmp_path, host="e2", node_id="e2", role="execution", ca_key=ca_key, ca_cert=ca_cert,
+                           listener_port=None, peers=[("hop01:27199", "tcp")], work_public_key_pem=b"x")
     # b"x" is no public key: an execution bundle needs a real one.
     with pytest.raises(ValueError, match="work_public_key.pem is not a PEM public key"):
-        C.read_awx_bundle(path)
+        AB.read_awx_bundle(path)
 
 
 def test_awx_bundle_placeholder_user_and_old_hop_refused(ca, tmp_path, work_public_key):
     ca_key, ca_cert, _ = ca
-    path = C.make_awx_bundle(tmp_path, host="e3", node_id="e3", role="execution", ca_key=ca_key, ca_cert=ca_cert,
-                             user="<username>", work_public_key_pem=work_public_key)
-    assert C.read_awx_bundle(path).user is None
+    path = make_awx_bundle(tmp_path, host="e3", node_id="e3", role="execution", ca_key=ca_key, ca_cert=ca_cert,
+                           user="<username>", work_public_key_pem=work_public_key)
+    assert AB.read_awx_bundle(path).user is None
     with pytest.raises(ValueError, match="AWX < 23"):
-        C.make_awx_bundle(tmp_path, host="h", node_id="h", role="hop", ca_key=ca_key, ca_cert=ca_cert,
-                          layout="awx<23")
+        make_awx_bundle(tmp_path, host="h", node_id="h", role="hop", ca_key=ca_key, ca_cert=ca_cert,
+                        layout="awx<23")
 
 
 # -- broken and malicious bundles -------------------------------------------------------------
@@ -611,8 +613,8 @@ def write_tar(path: Path, members: dict[str, bytes], extra: list[tarfile.TarInfo
 @pytest.fixture(scope="module")
 def good_members(ca, tmp_path_factory, work_public_key) -> dict[str, bytes]:
     ca_key, ca_cert, _ = ca
-    path = C.make_awx_bundle(tmp_path_factory.mktemp("b"), host="e1", node_id="e1", role="execution",
-                             ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_public_key)
+    path = make_awx_bundle(tmp_path_factory.mktemp("b"), host="e1", node_id="e1", role="execution",
+                           ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_public_key)
     return bundle_members(path)
 
 
@@ -626,7 +628,7 @@ def test_bundle_missing_member(good_members, tmp_path, member):
     members = {k: v for k, v in good_members.items() if k != ROOT + member}
     path = write_tar(tmp_path / "e1_install_bundle.tar.gz", members)
     with pytest.raises(ValueError, match=re.escape(f"e1_install_bundle.tar.gz: missing member {ROOT}{member}")):
-        C.read_awx_bundle(path)
+        AB.read_awx_bundle(path)
 
 
 @pytest.mark.parametrize(("name", "message"), [
@@ -636,32 +638,32 @@ def test_bundle_missing_member(good_members, tmp_path, member):
 def test_bundle_path_traversal(good_members, tmp_path, name, message):
     path = write_tar(tmp_path / "b.tar.gz", {**good_members, name: b"* * * * * root sh\n"})
     with pytest.raises(ValueError, match=re.escape(message)):
-        C.read_awx_bundle(path)
+        AB.read_awx_bundle(path)
 
 
 def test_bundle_links_and_devices_refused(good_members, tmp_path):
     link = tarfile.TarInfo(ROOT + "receptor/tls/link")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
     with pytest.raises(ValueError, match="is a link"):
-        C.read_awx_bundle(write_tar(tmp_path / "l.tar.gz", good_members, [link]))
+        AB.read_awx_bundle(write_tar(tmp_path / "l.tar.gz", good_members, [link]))
     fifo = tarfile.TarInfo(ROOT + "fifo")
     fifo.type = tarfile.FIFOTYPE
     with pytest.raises(ValueError, match="not a regular file"):
-        C.read_awx_bundle(write_tar(tmp_path / "f.tar.gz", good_members, [fifo]))
+        AB.read_awx_bundle(write_tar(tmp_path / "f.tar.gz", good_members, [fifo]))
 
 
 def test_bundle_oversize_member(good_members, tmp_path):
     big = tarfile.TarInfo(ROOT + "receptor/huge.bin")
-    big.size = C.MAX_MEMBER_BYTES + 1
+    big.size = AB.MAX_MEMBER_BYTES + 1
     with pytest.raises(ValueError, match="huge.bin' is 1048577 bytes"):
-        C.read_awx_bundle(write_tar(tmp_path / "big.tar.gz", good_members, [big]))
+        AB.read_awx_bundle(write_tar(tmp_path / "big.tar.gz", good_members, [big]))
 
 
 def test_bundle_gzip_bomb_is_bounded(good_members, tmp_path):
     fillers = []
     for i in range(20):  # 20 MiB of zeros, each member under the per-member limit
         info = tarfile.TarInfo(f"{ROOT}filler{i}")
-        info.size = C.MAX_MEMBER_BYTES
+        info.size = AB.MAX_MEMBER_BYTES
         fillers.append(info)
     path = tmp_path / "bomb.tar.gz"
     with tarfile.open(path, "w:gz") as tar:
@@ -669,45 +671,45 @@ def test_bundle_gzip_bomb_is_bounded(good_members, tmp_path):
             tar.addfile(info, io.BytesIO(bytes(info.size)))
     assert path.stat().st_size < 200_000
     with pytest.raises(ValueError, match="uncompresses to more than"):
-        C.read_awx_bundle(path)
+        AB.read_awx_bundle(path)
 
 
 def test_bundle_duplicate_member_and_garbage(good_members, tmp_path):
     dup = tarfile.TarInfo(ROOT + "inventory.yml")
     dup.size = 3
     with pytest.raises(ValueError, match="appears twice"):
-        C.read_awx_bundle(write_tar(tmp_path / "d.tar.gz", good_members, [dup]))
+        AB.read_awx_bundle(write_tar(tmp_path / "d.tar.gz", good_members, [dup]))
     garbage = write(tmp_path / "g.tar.gz", b"\x1f\x8bnot really gzip")
     with pytest.raises(ValueError, match="g.tar.gz: not a valid gzip file"):
-        C.read_awx_bundle(garbage)
+        AB.read_awx_bundle(garbage)
     plain = write(tmp_path / "p.tar.gz", b"hello")
     with pytest.raises(ValueError, match="not a tar archive"):
-        C.read_awx_bundle(plain)
+        AB.read_awx_bundle(plain)
 
 
 def test_bundle_key_from_another_cert(good_members, tmp_path):
     members = dict(good_members)
     members[ROOT + "receptor/tls/receptor.key"] = C.key_to_pem(C.generate_key("rsa2048"))
     with pytest.raises(ValueError, match="receptor.key is not the key of receptor/tls/receptor.crt"):
-        C.read_awx_bundle(write_tar(tmp_path / "k.tar.gz", members))
+        AB.read_awx_bundle(write_tar(tmp_path / "k.tar.gz", members))
 
 
 def test_bundle_bad_yaml(good_members, tmp_path):
     members = {**good_members, ROOT + "group_vars/all.yml": b"receptor_port: [unclosed\n"}
     with pytest.raises(ValueError, match="group_vars/all.yml is not valid YAML"):
-        C.read_awx_bundle(write_tar(tmp_path / "y.tar.gz", members))
+        AB.read_awx_bundle(write_tar(tmp_path / "y.tar.gz", members))
 
 
 def test_awx_bundle_certificate_checked_at_a_given_time(ca, tmp_path, work_public_key):
     ca_key, ca_cert, _ = ca
-    path = C.make_awx_bundle(tmp_path, host="e40", node_id="e40", role="execution", ca_key=ca_key,
-                             ca_cert=ca_cert, days=30, work_public_key_pem=work_public_key)
+    path = make_awx_bundle(tmp_path, host="e40", node_id="e40", role="execution", ca_key=ca_key,
+                           ca_cert=ca_cert, days=30, work_public_key_pem=work_public_key)
     now = dt.datetime.now(dt.UTC)
-    assert C.read_awx_bundle(path, now=now + dt.timedelta(days=29)).node_id == "e40"
+    assert AB.read_awx_bundle(path, now=now + dt.timedelta(days=29)).node_id == "e40"
     with pytest.raises(ValueError, match=r"^e40_install_bundle.tar.gz: receptor/tls/receptor.crt expired on "):
-        C.read_awx_bundle(path, now=now + dt.timedelta(days=31))
+        AB.read_awx_bundle(path, now=now + dt.timedelta(days=31))
     with pytest.raises(ValueError, match=r"receptor.crt is not valid before .* \(check this machine's clock"):
-        C.read_awx_bundle(path, now=now - dt.timedelta(days=1))
+        AB.read_awx_bundle(path, now=now - dt.timedelta(days=1))
 
 
 

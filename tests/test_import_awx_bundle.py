@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from awx_bundles import make_awx_bundle
 from test_certs import bundle_members, write_tar
 from test_cli import meshctl
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
+from meshctl.plugins.cert_backends import awx_bundle as AB
 
 RECORDED = Path(__file__).resolve().parents[2] / "shared" / "awx" / "24.6.1" / "bundles"
 needs_recorded = pytest.mark.skipif(not RECORDED.is_dir(), reason=f"no recorded AWX bundles at {RECORDED}")
@@ -99,9 +101,9 @@ def test_recorded_bundle_with_a_negative_port_is_a_one_line_error():
 
 def test_ws_listener_keeps_its_protocol_and_validates(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
-    bundle = C.make_awx_bundle(tmp_path, host="exec05.example.com", node_id="exec05.example.com",
-                               role="execution", ca_key=ca_key, ca_cert=ca_cert, listener_port=8443,
-                               listener_protocol="ws", work_public_key_pem=work_key)
+    bundle = make_awx_bundle(tmp_path, host="exec05.example.com", node_id="exec05.example.com",
+                             role="execution", ca_key=ca_key, ca_cert=ca_cert, listener_port=8443,
+                             listener_protocol="ws", work_public_key_pem=work_key)
     r = meshctl("import", "awx-bundle", str(bundle))
     assert r.returncode == 0, r.stderr
     assert entry_of(r.stdout)["listener"] == {"port": 8443, "protocol": "ws"}
@@ -115,8 +117,8 @@ def test_ws_listener_keeps_its_protocol_and_validates(ca, work_key, tmp_path):
 
 def test_unsupported_listener_protocol_is_refused(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
-    made = C.make_awx_bundle(tmp_path, host="e6", node_id="e6", role="execution", ca_key=ca_key, ca_cert=ca_cert,
-                             work_public_key_pem=work_key)
+    made = make_awx_bundle(tmp_path, host="e6", node_id="e6", role="execution", ca_key=ca_key, ca_cert=ca_cert,
+                           work_public_key_pem=work_key)
     bundle = rewrite(made, tmp_path / "udp.tar.gz", "group_vars/all.yml",
                      lambda gv: gv.update(receptor_protocol="udp"))
     r = meshctl("import", "awx-bundle", str(bundle))
@@ -127,8 +129,8 @@ def test_unsupported_listener_protocol_is_refused(ca, work_key, tmp_path):
 
 def test_mintls13_is_shown_in_the_entry_and_on_stderr(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
-    made = C.make_awx_bundle(tmp_path, host="e7", node_id="e7", role="execution", ca_key=ca_key, ca_cert=ca_cert,
-                             work_public_key_pem=work_key)
+    made = make_awx_bundle(tmp_path, host="e7", node_id="e7", role="execution", ca_key=ca_key, ca_cert=ca_cert,
+                           work_public_key_pem=work_key)
     bundle = rewrite(made, tmp_path / "tls13.tar.gz", "group_vars/all.yml",
                      lambda gv: gv.update(receptor_mintls13=True))
     r = meshctl("import", "awx-bundle", str(bundle))
@@ -148,8 +150,8 @@ def test_mintls13_is_shown_in_the_entry_and_on_stderr(ca, work_key, tmp_path):
 
 def test_bundle_values_cannot_inject_yaml(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
-    made = C.make_awx_bundle(tmp_path, host="e8", node_id="0x1f", role="execution", ca_key=ca_key,
-                             ca_cert=ca_cert, peers=[("hop01:27199", "tcp")], work_public_key_pem=work_key)
+    made = make_awx_bundle(tmp_path, host="e8", node_id="0x1f", role="execution", ca_key=ca_key,
+                           ca_cert=ca_cert, peers=[("hop01:27199", "tcp")], work_public_key_pem=work_key)
     host = "e8.example.com\n  - name: injected\n    role: hop"
     user = "root # not a comment"
     address = "hop01:27199\n    peers: [injected]\n#"
@@ -175,9 +177,9 @@ def test_the_member_names_the_recorded_bundles_use(ca, work_key, tmp_path):
     """make_awx_bundle and the recorded bundles agree on group_vars/all.yml (what the
     tests above rewrite), so generated bundles stand in for AWX's where none is recorded."""
     ca_key, ca_cert = ca
-    made = C.make_awx_bundle(tmp_path, host="e9", node_id="e9", role="execution", ca_key=ca_key,
-                             ca_cert=ca_cert, listener_port=None, peers=[("hop01.ansible.internal:27199", "tcp")],
-                             work_public_key_pem=work_key)
+    made = make_awx_bundle(tmp_path, host="e9", node_id="e9", role="execution", ca_key=ca_key,
+                           ca_cert=ca_cert, listener_port=None, peers=[("hop01.ansible.internal:27199", "tcp")],
+                           work_public_key_pem=work_key)
     with tarfile.open(made) as tar:
         ours = yaml.safe_load(tar.extractfile("e9_install_bundle/group_vars/all.yml").read())
     if not RECORDED.is_dir():
@@ -193,8 +195,8 @@ EVIL = "\n- name: evil\n  role: hop"
 @pytest.mark.parametrize("node_id", ["e10" + EVIL, "e10 evil", "-e10", "e10/x", "e10\n"])
 def test_a_node_id_that_receptor_would_not_take_is_refused(ca, work_key, tmp_path, node_id):
     ca_key, ca_cert = ca
-    bundle = C.make_awx_bundle(tmp_path / "b.tar.gz", host="e10.example.com", node_id=node_id[:64],
-                               role="execution", ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
+    bundle = make_awx_bundle(tmp_path / "b.tar.gz", host="e10.example.com", node_id=node_id[:64],
+                             role="execution", ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
     r = meshctl("import", "awx-bundle", str(bundle))
     assert r.returncode == 2 and r.stdout == "", r.stdout
     (line,) = r.stderr.strip().splitlines()
@@ -205,8 +207,8 @@ def test_a_node_id_that_receptor_would_not_take_is_refused(ca, work_key, tmp_pat
 def test_a_bundle_file_name_cannot_inject_yaml(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
     odd = tmp_path / ("b" + EVIL + ".tar.gz")
-    C.make_awx_bundle(odd, host="e11.example.com", node_id="e11.example.com", role="execution",
-                      ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
+    make_awx_bundle(odd, host="e11.example.com", node_id="e11.example.com", role="execution",
+                    ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
     r = meshctl("import", "awx-bundle", str(odd))
     assert r.returncode == 0, r.stderr
     node = entry_of(r.stdout)  # exactly one node
@@ -237,17 +239,17 @@ def _bad_cert_bundles(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
     other = C.create_ca("someone else's CA", "ecdsa-p256", 365)
     common = dict(role="execution", ca_key=ca_key, ca_cert=ca_cert, work_public_key_pem=work_key)
-    yield ("expired", C.make_awx_bundle(tmp_path / "expired.tar.gz", host="e20", node_id="e20",
-                                        not_before=_now() - dt.timedelta(days=10), days=3, **common),
+    yield ("expired", make_awx_bundle(tmp_path / "expired.tar.gz", host="e20", node_id="e20",
+                                      not_before=_now() - dt.timedelta(days=10), days=3, **common),
            "receptor/tls/receptor.crt expired on ")
-    yield ("future", C.make_awx_bundle(tmp_path / "future.tar.gz", host="e21", node_id="e21",
-                                       not_before=_now() + dt.timedelta(days=2), **common),
+    yield ("future", make_awx_bundle(tmp_path / "future.tar.gz", host="e21", node_id="e21",
+                                     not_before=_now() + dt.timedelta(days=2), **common),
            "receptor/tls/receptor.crt is not valid before ")
-    yield ("no-nodeid", C.make_awx_bundle(tmp_path / "no-nodeid.tar.gz", host="e22", node_id="e22",
-                                          with_node_id=False, **common),
+    yield ("no-nodeid", make_awx_bundle(tmp_path / "no-nodeid.tar.gz", host="e22", node_id="e22",
+                                        with_node_id=False, **common),
            "receptor/tls/receptor.crt has no Receptor NodeID otherName")
-    yield ("other-ca", C.make_awx_bundle(tmp_path / "other-ca.tar.gz", host="e23", node_id="e23", signer=other,
-                                         **common),
+    yield ("other-ca", make_awx_bundle(tmp_path / "other-ca.tar.gz", host="e23", node_id="e23", signer=other,
+                                       **common),
            "receptor/tls/receptor.crt does not chain to receptor/tls/ca/mesh-CA.crt")
 
 
@@ -294,10 +296,10 @@ nodes:
 def test_good_bundles_still_pass_the_certificate_checks(ca, work_key, tmp_path):
     ca_key, ca_cert = ca
     for layout in ("awx>=23", "awx<23"):
-        bundle = C.make_awx_bundle(tmp_path / f"{layout[3:5]}.tar.gz", host="192.0.2.30", node_id="e30",
-                                   role="execution", ca_key=ca_key, ca_cert=ca_cert, layout=layout,
-                                   work_public_key_pem=work_key)
-        assert C.read_awx_bundle(bundle).node_id == "e30"
+        bundle = make_awx_bundle(tmp_path / f"{layout[3:5]}.tar.gz", host="192.0.2.30", node_id="e30",
+                                 role="execution", ca_key=ca_key, ca_cert=ca_cert, layout=layout,
+                                 work_public_key_pem=work_key)
+        assert AB.read_awx_bundle(bundle).node_id == "e30"
 
 
 @needs_recorded
@@ -305,7 +307,7 @@ def test_every_recorded_bundle_passes_the_certificate_checks():
     bundles = sorted(RECORDED.glob("*_install_bundle.tar.gz"))
     assert len(bundles) >= 5
     for bundle in bundles:
-        b = C.read_awx_bundle(bundle)
+        b = AB.read_awx_bundle(bundle)
         status = C.inspect_cert(b.cert_pem, b.ca_pem)
         assert status.chain_ok and b.node_id in status.node_ids, bundle
         assert status.days_left > 365 * 9, bundle  # AWX 24.6.1 issued them for ten years in 2026

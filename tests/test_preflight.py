@@ -7,7 +7,7 @@ import time
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.core import receptor as R
 from meshctl.core.receptor import Octal
 from meshctl.plugins.base_node import preflight as P

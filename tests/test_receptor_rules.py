@@ -280,7 +280,7 @@ def test_a_trailing_newline_is_not_a_valid_name_or_address(plugins, field, value
 
 def test_csr_script_refuses_a_node_id_with_a_trailing_newline():
     # The id ends up in openssl's -subj inside a shell script run on the node.
-    from meshctl.core import certs as C
+    from meshctl.core import pki as C
 
     with pytest.raises(ValueError):
         C.node_csr_script("/k", "rsa2048", "exec01\n", ["exec01"], "awx", "awx")

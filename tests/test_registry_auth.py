@@ -25,7 +25,7 @@ def mesh(tmp_path, registries: str) -> str:
     ca = tmp_path / "ca.crt"
     from cryptography.hazmat.primitives import serialization
 
-    from meshctl.core import certs as C
+    from meshctl.core import pki as C
 
     _, cert = C.create_ca("reg CA", "ecdsa-p256")
     ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))

@@ -10,9 +10,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from awx_bundles import make_awx_bundle
 from test_hostile_input import meshctl, one_line_error
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.core.errors import MeshctlError, TopologyError
 from meshctl.core.files import secret_file_problem
 from meshctl.core.topology import parse_topology
@@ -211,7 +212,7 @@ def test_work_signing_private_key_modes(tmp_path, plugins):
 
 def test_awx_bundle_modes(tmp_path, plugins, ca_pair):
     key, cert, _d = ca_pair
-    path = C.make_awx_bundle(tmp_path, host="e1.example.com", node_id="e1", role="execution",
-                             ca_key=key, ca_cert=cert, work_public_key_pem=C.work_signing_keypair()[1])
+    path = make_awx_bundle(tmp_path, host="e1.example.com", node_id="e1", role="execution",
+                           ca_key=key, ca_cert=cert, work_public_key_pem=C.work_signing_keypair()[1])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     _check_kind(tmp_path, plugins, bundle_node, "install bundle", path, node=True)

@@ -34,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.plugin import CertBackend, MeshctlError, hookimpl
 
 if TYPE_CHECKING:
@@ -49,7 +49,7 @@ KEYGEN_TIMEOUT = 180.0
 # meshctl's own node-id rule. Anything else could break out of `-subj /CN=...`
 # ("/", "=", "+") or of the extension file ("," "$" "#" newlines).
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-# What meshctl.core.certs lets through as a DNS name (lower-cased) or an IP address;
+# What meshctl.core.pki lets through as a DNS name (lower-cased) or an IP address;
 # re-checked here because these strings are spliced into an openssl config file.
 _SAN_VALUE_RE = re.compile(r"^[a-z0-9_.:-]+$")
 
@@ -243,7 +243,7 @@ def _check_days(days: int) -> None:
 
 def _san_entries(node_id: str, addresses: Iterable[str]) -> list[str]:
     """subjectAltName in openssl-config syntax, the same names in the same order as
-    meshctl's own backends (``meshctl.core.certs.node_general_names``)."""
+    meshctl's own backends (``meshctl.core.pki.node_general_names``)."""
     if not isinstance(node_id, str) or not _NODE_ID_RE.match(node_id):
         raise OpenSSLBackendError(f"node id {node_id!r} is not a receptor node id (letters, digits, "
                                   "'.', '_', '@', '-'; at most 64 characters)")
@@ -282,7 +282,7 @@ def _checked_csr(csr_pem: bytes, node_id: str) -> x509.CertificateSigningRequest
 
 
 def _extensions(san: list[str], rsa_key: bool, ca: x509.Certificate) -> str:
-    """The extension section of a node certificate (as meshctl.core.certs.sign_node_cert)."""
+    """The extension section of a node certificate (as meshctl.core.pki.sign_node_cert)."""
     key_usage = "critical, digitalSignature" + (", keyEncipherment" if rsa_key else "")
     try:
         ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)

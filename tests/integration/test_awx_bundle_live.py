@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import pytest
 import yaml
+from awx_bundles import make_awx_bundle
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.core import receptor as R
+from meshctl.plugins.cert_backends import awx_bundle as AB
 
 pytestmark = pytest.mark.integration
 
@@ -19,9 +21,9 @@ def test_node_from_an_awx_install_bundle(minilab, tmp_path, layout):
     _, work_pub = C.work_signing_keypair()
     # AWX before 23 made bundles only for listening execution nodes without peers.
     peers = [("awx-task.example.com:27199", "tcp")] if layout == "awx>=23" else []
-    bundle = C.make_awx_bundle(tmp_path / "ops01_install_bundle.tar.gz", host=minilab.ip("ops"), node_id="ops01",
-                               role="execution", ca_key=ca_key, ca_cert=ca, layout=layout, peers=peers,
-                               user="root", work_public_key_pem=work_pub)
+    bundle = make_awx_bundle(tmp_path / "ops01_install_bundle.tar.gz", host=minilab.ip("ops"), node_id="ops01",
+                             role="execution", ca_key=ca_key, ca_cert=ca, layout=layout, peers=peers,
+                             user="root", work_public_key_pem=work_pub)
     entry = minilab.meshctl("import", "awx-bundle", str(bundle)).stdout
     assert "backend: awx-bundle" in entry and f"bundle: {bundle}" in entry and "role: execution" in entry
     if peers:
@@ -49,7 +51,7 @@ nodes:
     assert h["status"] == "changed", h
     cert_change = next(c for c in h["changes"] if c["id"].startswith("cert:"))
     assert cert_change["summary"].endswith("(key made by meshctl)")
-    b = C.read_awx_bundle(bundle)
+    b = AB.read_awx_bundle(bundle)
     assert minilab.exec("ops", "cat", R.node_cert("ops01")).stdout.encode() == b.cert_pem
     assert minilab.exec("ops", "cat", R.CA_FILE).stdout.encode() == b.ca_pem
     assert minilab.exec("ops", "cat", R.WORK_PUBLIC_KEY).stdout.encode() == work_pub
@@ -70,8 +72,8 @@ nodes:
 
 def test_bundle_for_another_node_is_refused_before_any_host_is_touched(minilab, tmp_path):
     ca_key, ca = C.create_ca("awx Receptor Root CA", "rsa2048")
-    bundle = C.make_awx_bundle(tmp_path / "b.tar.gz", host="10.0.0.9", node_id="someone-else", role="hop",
-                               ca_key=ca_key, ca_cert=ca)
+    bundle = make_awx_bundle(tmp_path / "b.tar.gz", host="10.0.0.9", node_id="someone-else", role="hop",
+                             ca_key=ca_key, ca_cert=ca)
     mesh = tmp_path / "mesh.yml"
     mesh.write_text(f"""\
 mesh: awxwrong

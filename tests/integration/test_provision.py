@@ -345,7 +345,7 @@ def test_node_keys_never_left_their_node(minilab, provisioned, _private_state_di
     state = _private_state_dir / "itest"
     ca_key = state / "ca.key"
     assert oct(ca_key.stat().st_mode & 0o777) == "0o600"
-    from meshctl.core import certs as C
+    from meshctl.core import pki as C
 
     ca = C.load_cert((state / "ca.crt").read_bytes())
     assert ca.subject.rfc4514_string() == "CN=itest Receptor Root CA"

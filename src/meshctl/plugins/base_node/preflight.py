@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.core import receptor as R
 
 MARK = "@@meshctl-preflight"

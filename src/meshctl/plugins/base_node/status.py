@@ -7,7 +7,7 @@ import re
 import shlex
 from typing import Any
 
-from meshctl.core import certs as C
+from meshctl.core import pki as C
 from meshctl.core import receptor as R
 
 M = "@@meshctl-status"

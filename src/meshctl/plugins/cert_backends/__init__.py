@@ -258,7 +258,7 @@ def _work_public_key(topo: Any) -> bytes | None:
         return None
     if ws is not None and ws.public_key:
         return _read_key(S.resolve_path(topo, ws.public_key), "work_signing public_key")
-    from meshctl.core.certs import work_signing_keypair
+    from meshctl.core.pki import work_signing_keypair
     from meshctl.plugins.cert_backends.backends import write_private
 
     d = S.state_dir(topo)

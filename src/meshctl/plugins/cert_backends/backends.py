@@ -14,11 +14,12 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from pydantic import Field
 
-from meshctl.core import certs as C
 from meshctl.core import files
+from meshctl.core import pki as C
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.topology import StrictModel
 from meshctl.core.types import BackendContext  # noqa: F401 (re-exported)
+from meshctl.plugins.cert_backends import awx_bundle as AB
 
 
 class CertError(MeshctlError):
@@ -240,19 +241,19 @@ class AwxBundle:
 
     def __init__(self, options: AwxBundleOptions, ctx: BackendContext):
         self.path = ctx.path(options.bundle)
-        self._bundle: C.AwxBundle | None = None
+        self._bundle: AB.AwxBundle | None = None
 
     @property
-    def bundle(self) -> C.AwxBundle:
+    def bundle(self) -> AB.AwxBundle:
         if self._bundle is None:
             try:
-                self._bundle = C.read_awx_bundle(self.path)
+                self._bundle = AB.read_awx_bundle(self.path)
             except OSError as exc:
-                raise CertError(f"{C.shown_path(self.path)}: {exc.strerror or exc}") from None
+                raise CertError(f"{files.shown(self.path)}: {exc.strerror or exc}") from None
             except ValueError as exc:
                 # Its message starts with the bundle's name: say the full path once.
-                detail = str(exc).removeprefix(C.shown_path(self.path.name) + ": ")
-                raise CertError(f"{C.shown_path(self.path)}: {detail}") from None
+                detail = str(exc).removeprefix(files.shown(self.path.name) + ": ")
+                raise CertError(f"{files.shown(self.path)}: {detail}") from None
         return self._bundle
 
     def validate(self) -> list[str]:

@@ -78,8 +78,8 @@ def register(cli: click.Group) -> None:
     @click.pass_context
     def status(ctx: click.Context, file, run: corecli.RunOptions, output, warn_days) -> None:
         """Read each node's certificate: names, NodeID, issuer, expiry, chain and key."""
-        from meshctl.core import certs as C
         from meshctl.core import facts as F
+        from meshctl.core import pki as C
         from meshctl.core.output import PlainReporter, print_json
         from meshctl.plugins.cert_backends import backend_for
 
@@ -212,12 +212,13 @@ def register(cli: click.Group) -> None:
         @click.pass_obj
         def import_awx_bundle(state: Any, bundle: Path) -> None:
             """Print the mesh.yml node entry for an AWX install bundle."""
-            from meshctl.core import certs as C
+            from meshctl.core.files import shown
+            from meshctl.plugins.cert_backends.awx_bundle import read_awx_bundle
 
             try:
-                b = C.read_awx_bundle(bundle)
+                b = read_awx_bundle(bundle)
             except OSError as exc:
-                raise UsageError(f"{C.shown_path(bundle)}: {exc.strerror or exc}") from None
+                raise UsageError(f"{shown(bundle)}: {exc.strerror or exc}") from None
             except ValueError as exc:  # its message starts with the bundle's name
                 raise UsageError(str(exc)) from None
             click.echo(awx_bundle_entry(b, bundle), nl=False)
@@ -230,16 +231,16 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
     through a YAML writer: a bundle is outside input, and a raw value could add keys."""
     import yaml
 
-    from meshctl.core import certs as C
+    from meshctl.core.files import shown
 
     raw_port = b.variables.get("receptor_port", b.variables.get("receptor_listener_port"))
     if (b.listener_port is None and b.variables.get("receptor_listener", True) is not False
             and raw_port not in (None, "None")):  # "None": old AWX's spelling of no listener
         # AWX 24 accepts listener ports like -5 or 70000 and writes them into the bundle.
-        raise UsageError(f"{C.shown_path(path.name)}: receptor_port {raw_port!r} is not a port (1-65535); fix the "
+        raise UsageError(f"{shown(path.name)}: receptor_port {raw_port!r} is not a port (1-65535); fix the "
                          "instance's listener port in AWX and download the bundle again")
     if b.listener_port is not None and b.listener_protocol not in ("tcp", "ws"):
-        raise UsageError(f"{C.shown_path(path.name)}: receptor_protocol {b.listener_protocol!r} is not supported "
+        raise UsageError(f"{shown(path.name)}: receptor_protocol {b.listener_protocol!r} is not supported "
                          "(meshctl listeners are tcp or ws)")
     node: dict[str, Any] = {"name": b.node_id, "role": b.role, "address": b.host}
     # Port and protocol always spelled out: AWX dials exactly what the bundle says,
@@ -270,9 +271,9 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
 def awx_bundle_notes(b: Any, path: Path) -> list[str]:
     """What the entry cannot carry, for stderr (seen even when stdout goes to a file)."""
     if b.mintls13:
-        from meshctl.core import certs as C
+        from meshctl.core.files import shown
 
-        return [f"{C.shown_path(path.name)}: receptor_mintls13 is true; in meshctl it is mesh-wide: "
+        return [f"{shown(path.name)}: receptor_mintls13 is true; in meshctl it is mesh-wide: "
                 "set receptor: {mintls13: true} in mesh.yml"]
     return []
 

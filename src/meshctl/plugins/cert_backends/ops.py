@@ -8,8 +8,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshctl.core import certs as C
 from meshctl.core import facts as F
+from meshctl.core import pki as C
 from meshctl.core.errors import MeshctlError
 from meshctl.core.ops import Change, Cmd, File, NoChange, Operation, PlanResult, attr_fixes
 
