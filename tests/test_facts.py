@@ -11,13 +11,14 @@ import subprocess
 import pytest
 
 from meshctl.core import facts as F
+from meshctl.core import factscript
 
 
 def run_batch(facts):
-    script, boundary = F.batch_script(facts)
+    script, boundary = factscript.batch_script(facts)
     out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    return F.parse_batch(facts, out.stdout, boundary)
+    return factscript.parse_batch(facts, out.stdout, boundary)
 
 
 def test_file_facts(tmp_path):
@@ -91,10 +92,10 @@ def test_unique_never_fetches_content_someone_marked_secret():
 
 def _service_output(facts, show: str) -> dict:
     """Parse a recorded ``systemctl show`` answer as the batch would see it."""
-    script, boundary = F.batch_script(facts)
+    script, boundary = factscript.batch_script(facts)
     assert script.count("systemctl show") == 1
     out = f"{boundary} @@services\n{show}{boundary} @@services-end\n{boundary} end\n"
-    return F.parse_batch(facts, out, boundary)
+    return factscript.parse_batch(facts, out, boundary)
 
 
 def test_service_facts_come_from_one_systemctl_call_in_argument_order():
@@ -158,10 +159,10 @@ def test_file_contents_without_tar_on_the_host(tmp_path):
     f = tmp_path / "conf"
     f.write_bytes(b"a|b\n\x00tail")
     facts = [F.file_fact(str(f)), F.file_fact(str(tmp_path / "missing"))]
-    script, boundary = F.batch_script(facts)
+    script, boundary = factscript.batch_script(facts)
     out = subprocess.run(["/bin/sh", "-s"], input=script, capture_output=True, text=True, timeout=60,
                          env={"PATH": str(bin_dir)})
-    got = F.parse_batch(facts, out.stdout, boundary)
+    got = factscript.parse_batch(facts, out.stdout, boundary)
     assert F.decode_content(got[f"file:{f}"]) == f.read_bytes()
     assert got[f"file:{tmp_path / 'missing'}"] == {"kind": "absent"}
 
@@ -180,10 +181,10 @@ def test_host_cache_skips_content_and_memoized_facts_until_the_file_changes(tmp_
 
     def gather():
         cache = HostCache(tmp_path / "cache", "mesh", "node1")
-        script, boundary = F.batch_script(facts, cache)
+        script, boundary = factscript.batch_script(facts, cache)
         out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=60).stdout
-        got = F.parse_batch(facts, out, boundary, cache)
-        F.remember(cache, facts, got)
+        got = factscript.parse_batch(facts, out, boundary, cache)
+        factscript.remember(cache, facts, got)
         return got, out
 
     first, raw1 = gather()

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from meshctl.core import ops as O
-from meshctl.core.engine import plan_operations, render_apply_script
+from meshctl.core.applyscript import render_apply_script
+from meshctl.core.planner import plan_operations
 
 DATA = Path(__file__).parent / "data" / "ops"
 TYPES = {c.__name__: c for c in (O.File, O.Directory, O.Absent, O.Packages, O.Group, O.User, O.Service, O.Command)}
@@ -18,9 +19,9 @@ TYPES = {c.__name__: c for c in (O.File, O.Directory, O.Absent, O.Packages, O.Gr
 @pytest.fixture(autouse=True)
 def _host_state_dir(tmp_path, monkeypatch):
     """Scripts run here must not touch this machine's /var/lib/meshctl."""
-    from meshctl.core import engine
+    from meshctl.core import applyscript
 
-    monkeypatch.setattr(engine, "HOST_STATE_DIR", str(tmp_path / "hoststate"))
+    monkeypatch.setattr(applyscript, "HOST_STATE_DIR", str(tmp_path / "hoststate"))
 
 
 def load_cases():
@@ -152,9 +153,9 @@ def test_apply_waits_for_another_runs_lock_and_removes_dead_runs_rollback_dirs(t
     import subprocess
     import time
 
-    from meshctl.core import engine
+    from meshctl.core import applyscript
 
-    state = Path(engine.HOST_STATE_DIR)
+    state = Path(applyscript.HOST_STATE_DIR)
     (state / "rollback" / "deadrun").mkdir(parents=True)
     marker = O.Command(command=f"touch {tmp_path}/ran", creates="/nonexistent-y")
     script = render_apply_script([O.Change(marker, "run", [O.Cmd(marker.command)])], "@@b", run_id="mine")
@@ -176,7 +177,7 @@ def test_a_script_whose_reader_is_gone_still_restores_and_cleans_up(tmp_path):
     write, and must still run its cleanup (restore the files, remove its directories)."""
     import subprocess
 
-    from meshctl.core import engine
+    from meshctl.core import applyscript
 
     target = tmp_path / "f"
     target.write_text("old\n")
@@ -191,4 +192,4 @@ def test_a_script_whose_reader_is_gone_still_restores_and_cleans_up(tmp_path):
     reader.stdout.close()  # meshctl is gone
     assert reader.wait(timeout=30) != 0
     assert target.read_text() == "old\n"
-    assert not (Path(engine.HOST_STATE_DIR) / "rollback" / "gone").exists()
+    assert not (Path(applyscript.HOST_STATE_DIR) / "rollback" / "gone").exists()

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from meshctl.core import facts as F
+from meshctl.core import factscript
 from meshctl.core.engine import (
     Engine,
     PlanError,
@@ -27,6 +28,7 @@ from meshctl.core.engine import (
     plan_operations,
 )
 from meshctl.core.ops import Change, File, NoChange, OperationError
+from meshctl.core.planner import order_operations
 from meshctl.core.plugins import create_plugin_manager
 from meshctl.core.topology import parse_topology
 from meshctl.core.types import NodeContext, OSRelease
@@ -71,14 +73,10 @@ def context(plugins, release: OSRelease, node: str, topology: str = TOPOLOGY) ->
 
 
 def os_operations(ctx: NodeContext) -> list:
-    """The OS plugin's operations, in the order the engine lists them: its main hook's,
-    then those of its late hook (os_rhel's relabel)."""
+    """The OS plugin's operations, in the order the engine lists them (by phase: the
+    relabel of os_rhel is "late")."""
     module = MODULES[ctx.os_family.name]
-    ops = list(module.meshctl_node_operations(ctx) or [])
-    late = getattr(module, "late_node_operations", None)
-    if late is not None:
-        ops += late(ctx) or []
-    return ops
+    return order_operations([("meshctl_node_operations", list(module.meshctl_node_operations(ctx) or []))])
 
 
 def describe(result: Change | NoChange) -> dict[str, Any]:
@@ -257,7 +255,7 @@ def test_firewall_section_rejects_typos(plugins):
 
 def test_os_plugins_leave_unmanaged_nodes_and_other_families_alone(plugins):
     ctx, _ = rhel95(plugins, node="awx-task")
-    assert os_rhel.meshctl_node_operations(ctx) is None and os_rhel.late_node_operations(ctx) is None
+    assert os_rhel.meshctl_node_operations(ctx) is None
     ctx, _ = rhel95(plugins)
     assert os_debian.meshctl_node_operations(ctx) is None
 
@@ -355,7 +353,7 @@ def test_the_engine_gathers_these_facts_in_its_one_batch(plugins):
     topo = parse_topology(TOPOLOGY, plugins=plugins)
     ctx = Engine(topo, plugins).context(topo.node(NODES["hop"]), OSRelease.parse(case["os_release"]))
     fact_list = needed_facts(os_operations(ctx), "apt")
-    script, boundary = F.batch_script(fact_list)
+    script, boundary = factscript.batch_script(fact_list)
     assert {"fw:ufw", "fw:nftables"} <= {f.key for f in fact_list}
     # Two markers per fact, except apt packages, which share one dpkg-query (two markers).
     apt = [f for f in fact_list if f.kind == "package_apt"]

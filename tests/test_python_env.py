@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from meshctl.core import facts as F
+from meshctl.core import factscript
 from meshctl.core.engine import Engine, plan_operations
 from meshctl.core.errors import TopologyError
 from meshctl.core.ops import Change, NoChange, Upload
@@ -415,9 +417,9 @@ def test_section_errors_are_located(section, expected):
 @pytest.mark.skipif(Path(P.VENV).exists(), reason="this machine has a real /opt/meshctl/venv")
 def test_fact_commands_run_in_a_shell_and_parse():
     facts = [P.venv_fact(sys.executable), P.packages_fact(), P.listing_fact("/nonexistent/meshctl")]
-    script, boundary = F.batch_script(facts)
+    script, boundary = factscript.batch_script(facts)
     out = subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=60, check=True).stdout
-    got = F.parse_batch(facts, out, boundary)
+    got = factscript.parse_batch(facts, out, boundary)
     here = ".".join(map(str, sys.version_info[:2]))  # from the resolved name, python3.X
     assert got[P.venv_fact(sys.executable).key] == {"exists": False, "python": "", "interpreter": here}
     assert got[P.packages_fact().key] == {}
@@ -446,8 +448,8 @@ def test_verify_check_compares_the_pins():
         ("hop01", '{"receptorctl": "1.6.9"}', True, "receptorctl 1.6.9"),
         ("hop01", "", False, "/opt/meshctl/venv is missing or broken (run meshctl provision)"),
     ]:
-        ctx = Engine(topo, plugins).context(topo.node(node), DEBIAN12)
-        ctx.run = lambda cmd, out=output: (0 if out else 127, out)
+        ctx = dataclasses.replace(Engine(topo, plugins).context(topo.node(node), DEBIAN12),
+                                  run=lambda cmd, out=output: (0 if out else 127, out))
         res = check.run(ctx)
         assert (res.ok, res.detail) == (ok, detail)
 

@@ -241,11 +241,12 @@ def test_auth_fact_inside_the_batch_script(tmp_path):
     import subprocess
 
     from meshctl.core import facts as F
+    from meshctl.core import factscript
 
     path = tmp_path / "auth.json"
     path.write_text(json.dumps({"auths": {"other.example.com": {"auth": "b3RoZXI6eA=="}}}))
     fact = RA.auth_fact(str(path))
-    script, boundary = F.batch_script([fact, F.file_fact(str(path), content=False)])
+    script, boundary = factscript.batch_script([fact, F.file_fact(str(path), content=False)])
     out = subprocess.run(["sh", "-s"], input=script, capture_output=True, text=True, timeout=30).stdout
     got = factscript.parse_batch([fact, F.file_fact(str(path), content=False)], out, boundary)
     assert got[fact.key]["hashes"] == {"other.example.com": RA.digest("b3RoZXI6eA==")}

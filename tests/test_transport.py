@@ -22,7 +22,7 @@ nodes:
 """
     topo = parse_topology(text, "mesh.yml", plugins)
     engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=tmp_path / "kh"))
-    (res,) = engine.run(topo.nodes, apply=False)
+    (res,) = engine.plan(topo.nodes)
     return res
 
 

@@ -8,7 +8,7 @@ import types
 import pytest
 
 from meshctl.core import ops as O
-from meshctl.core.engine import Engine
+from meshctl.core.engine import Engine, EngineSettings
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.plugins import create_plugin_manager
 from meshctl.core.topology import parse_topology
@@ -68,8 +68,8 @@ nodes:
 """
     topo = parse_topology(text, "mesh.yml", plugins)
     # Only this test plugin's operations: the OS plugins' packages are not under test here.
-    only = {"op_filter": lambda op: op.id in OWN_IDS}
-    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), options=only), topo.node("ops01")
+    only = EngineSettings(op_filter=lambda op: op.id in OWN_IDS)
+    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), settings=only), topo.node("ops01")
 
 
 OWN_IDS = {
@@ -82,7 +82,7 @@ OWN_IDS = {
 def test_every_operation_type_applies_and_then_holds(minilab):
     minilab.exec("ops", "sh", "-c", "mkdir -p /srv/meshtest && echo stale > /srv/meshtest/old.txt")
     engine, node = engine_for(minilab, 1)
-    (first,) = engine.run([node], apply=True)
+    (first,) = engine.apply([node])
     assert first.status == "changed", first.error
     assert len(first.changes) == 11, [str(c.op) for c in first.changes]
     assert "SUPER-SECRET" not in str(first.to_json())
@@ -99,14 +99,14 @@ def test_every_operation_type_applies_and_then_holds(minilab):
     assert minilab.exec("ops", "cat", "/srv/meshtest/guarded.log").stdout == "ran\n"
     pid1 = minilab.exec("ops", "systemctl", "show", "-p", "MainPID", "--value", "meshtest.service").stdout.strip()
 
-    (second,) = engine.run([node], apply=True)
+    (second,) = engine.apply([node])
     assert second.status == "ok" and second.changes == [], [str(c.op) for c in second.changes]
     assert second.round_trips == 2
     assert minilab.exec("ops", "cat", "/srv/meshtest/guarded.log").stdout == "ran\n"
 
     # A new unit file: daemon-reload and restart (a new main PID); new content: rewritten.
     engine2, _ = engine_for(minilab, 2)
-    (third,) = engine2.run([node], apply=True)
+    (third,) = engine2.apply([node])
     summaries = {str(c.op): c.summary for c in third.changes}
     assert summaries == {
         "/srv/meshtest/plain.txt": "update content",
@@ -138,8 +138,8 @@ def test_a_failing_step_stops_the_host_and_leaves_no_half_written_file(minilab):
     topo = parse_topology(text, "mesh.yml", plugins)
     own = {"dir:/srv/failtest", "file:/srv/failtest/a", "file:/srv/failtest/b", "file:/srv/failtest/c"}
     engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts),
-                    options={"op_filter": lambda op: op.id in own})
-    (res,) = engine.run([topo.node("ops01")], apply=True)
+                    settings=EngineSettings(op_filter=lambda op: op.id in own))
+    (res,) = engine.apply([topo.node("ops01")])
     assert res.status == "failed"
     assert res.failed_step == "/srv/failtest/b"
     assert "step 3/4 '/srv/failtest/b' (create) failed" in res.error and "no-such-owner" in res.error
@@ -152,7 +152,7 @@ def test_a_failing_step_stops_the_host_and_leaves_no_half_written_file(minilab):
 def test_planning_error_touches_nothing(minilab):
     engine, node = engine_for(minilab, 3)
     minilab.exec("ops", "sh", "-c", "rm -rf /srv/meshtest && touch /srv/meshtest")
-    (res,) = engine.run([node], apply=True)
+    (res,) = engine.apply([node])
     assert res.status == "failed"
     assert "/srv/meshtest exists but is a file, not a directory" in res.error
     assert not res.applied
@@ -175,7 +175,7 @@ def _engine_with(minilab, name: str, ops_factory):
     topo = parse_topology(text, "mesh.yml", plugins)
     ids = {op.id for op in ops_factory()}
     return (Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts),
-                   options={"op_filter": lambda op: op.id in ids}), topo.node("ops01"))
+                   settings=EngineSettings(op_filter=lambda op: op.id in ids)), topo.node("ops01"))
 
 
 def test_upload_of_a_large_file_by_sftp(minilab, tmp_path):
@@ -189,13 +189,13 @@ def test_upload_of_a_large_file_by_sftp(minilab, tmp_path):
         O.Directory(path="/srv/uploadtest"),
         O.Upload(path="/srv/uploadtest/blob.bin", source=str(blob), mode="0750"),
     ])
-    (first,) = engine.run([node], apply=True)
+    (first,) = engine.apply([node])
     assert first.status == "changed", first.error
     assert first.round_trips == 4  # OS, facts, SFTP upload, apply
     out = minilab.exec("ops", "sh", "-c", "sha256sum /srv/uploadtest/blob.bin; stat -c %a /srv/uploadtest/blob.bin; "
                        "ls -d /tmp/meshctl-stage-* 2>/dev/null | wc -l").stdout.split()
     assert out[0] == want and out[2] == "750" and out[3] == "0"  # staging directory removed
-    (second,) = engine.run([node], apply=True)
+    (second,) = engine.apply([node])
     assert second.status == "ok" and second.round_trips == 2
     minilab.exec("ops", "rm", "-rf", "/srv/uploadtest")
 
@@ -226,13 +226,13 @@ def test_guarded_service_rolls_back_a_config_its_service_refuses(minilab):
         ]
 
     engine, node = _engine_with(minilab, "guardplugin", ops("good\n"))
-    (first,) = engine.run([node], apply=True)
+    (first,) = engine.apply([node])
     assert first.status == "changed", first.error
     assert minilab.exec("ops", "systemctl", "is-active", "guardtest.service").stdout.strip() == "active"
     pid = minilab.exec("ops", "systemctl", "show", "-p", "MainPID", "--value", "guardtest.service").stdout.strip()
 
     bad, _ = _engine_with(minilab, "guardplugin", ops("bad\n"))
-    (res,) = bad.run([node], apply=True)
+    (res,) = bad.apply([node])
     assert res.status == "failed"
     assert "guardtest.service did not stay active" in res.error, res.error
     assert "meshctl: restored 1 file(s) changed by this run" in res.error
@@ -243,7 +243,7 @@ def test_guarded_service_rolls_back_a_config_its_service_refuses(minilab):
     # With a preflight that refuses the new file, the service is never restarted.
     refuse, _ = _engine_with(minilab, "guardplugin",
                              ops("bad\n", preflight=lambda out: [] if out.strip() == "good" else ["config says bad"]))
-    (res,) = refuse.run([node], apply=True)
+    (res,) = refuse.apply([node])
     assert res.status == "failed" and "preflight refused the new configuration" in res.error, res.error
     assert "config says bad" in res.error and "meshctl: restored 1 file(s)" in res.error
     assert minilab.exec("ops", "cat", "/etc/guardtest.conf").stdout == "good\n"
@@ -272,7 +272,7 @@ def test_an_error_on_this_machine_while_planning_is_no_unreachable_host(minilab)
            f"    ssh: {{user: root, key: {minilab.key}}}\n"
     topo = parse_topology(text, "mesh.yml", plugins)
     engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts))
-    (res,) = engine.run([topo.node("ops01")], apply=False)
+    (res,) = engine.plan([topo.node("ops01")])
     assert res.status == "failed" and res.cause != "ssh", (res.status, res.cause, res.error)
     assert "Permission denied" in res.error and "/etc/meshctl/ca.key" in res.error
 
@@ -301,7 +301,7 @@ def test_plugin_exception_mid_apply_rolls_back_and_leaves_no_rollback_directory(
         O.File(path="/srv/xfail/a", content="new\n", backup=True),
         _SignFails(),
     ])
-    (res,) = engine.run([node], apply=True)
+    (res,) = engine.apply([node])
     assert res.status == "failed"
     assert "step 2/2" in res.error and "ConnectionError: HTTP 503 from the signing service" in res.error
     assert "meshctl: restored 1 file(s) changed by this run" in res.error

@@ -229,11 +229,11 @@ done
     plugins = create_plugin_manager(autoload=False)
     topo = load_topology(mesh2, plugins)
     engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts, become_password="s3cret-pass"))
-    (res,) = engine.run([topo.node("exec01")], apply=True)
+    (res,) = engine.apply([topo.node("exec01")])
     assert res.status == "ok", res.error
     assert "s3cret-pass" not in json.dumps(res.to_json())
     engine_wrong = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts, become_password="nope"))
-    (bad,) = engine_wrong.run([topo.node("exec01")], apply=False)
+    (bad,) = engine_wrong.plan([topo.node("exec01")])
     assert bad.status == "unreachable" and bad.cause == "become", bad
 
 

@@ -10,7 +10,7 @@ import types
 import pytest
 import yaml
 
-from meshctl.core.engine import Engine
+from meshctl.core.engine import Engine, EngineSettings
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import Packages
 from meshctl.core.plugins import BUILTIN_PLUGINS, create_plugin_manager
@@ -28,11 +28,11 @@ def helper_plugin() -> types.ModuleType:
     """python3-venv is not in the lab image; in the product the OS plugin installs it."""
     mod = types.ModuleType("venvprereq")
 
-    # trylast: hook results are listed in reverse call order, so the package comes
-    # before the venv (as the OS plugin's does) even on a host no other test set up.
-    @hookimpl(trylast=True)
+    # phase "first": the package comes before the venv (as the OS plugin's does) even
+    # on a host no other test set up.
+    @hookimpl
     def meshctl_node_operations(ctx):
-        return [Packages(id=HELPER_OP, names=["python3-venv"])]
+        return [Packages(id=HELPER_OP, names=["python3-venv"], phase="first")]
 
     mod.meshctl_node_operations = meshctl_node_operations
     return mod
@@ -63,7 +63,7 @@ python:
   wheelhouse: {wheelhouse}
 """
     topo = parse_topology(text, str(minilab.workdir / "mesh-venv.yml"), plugins)
-    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), options={"op_filter": _ours})
+    engine = Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), settings=EngineSettings(op_filter=_ours))
     return engine, topo.node("ops01")
 
 
@@ -94,7 +94,7 @@ def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
 
     engine, node = engine_for(minilab, wh)
     t0 = time.monotonic()
-    (first,) = engine.run([node], apply=True)
+    (first,) = engine.apply([node])
     t_install = time.monotonic() - t0
     assert first.status == "changed", first.error
     got = summaries(first)
@@ -115,7 +115,7 @@ def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
     assert minilab.exec("ops", "ls", P.WHEEL_DIR).stdout.split() == wheels
 
     t0 = time.monotonic()
-    (second,) = engine.run([node], apply=True)
+    (second,) = engine.apply([node])
     t_noop = time.monotonic() - t0
     assert second.status == "ok" and second.changes == [], summaries(second)
     assert second.round_trips == 2
@@ -125,21 +125,21 @@ def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
     # A venv another minor Python made (the interpreter upgraded under it): planned for rebuild.
     cfg = f"{P.VENV}/pyvenv.cfg"
     minilab.exec("ops", "sed", "-i.orig", "s/^version = .*/version = 3.9.18/", cfg)
-    (stale,) = engine.run([node], apply=False)
+    (stale,) = engine.plan([node])
     minilab.exec("ops", "mv", f"{cfg}.orig", cfg)
     assert summaries(stale)["venv:/opt/meshctl/venv"] == (
         "recreate with /usr/bin/python3 (python 3.9.18, /usr/bin/python3 is 3.11)")
     assert reasons["pip:/opt/meshctl/venv"] == (
         f"ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl} installed")
 
-    (verified,) = engine.run([node], apply=False, verify=True)
+    (verified,) = engine.verify([node])
     assert ("python-packages", True, f"ansible-runner {pins.ansible_runner}, receptorctl {pins.receptorctl}") \
         in verified.checks
 
     # A broken venv (its interpreter gone) and a stale wheel: recreated, refilled, pruned.
     minilab.exec("ops", "sh", "-c", f"rm -f {P.VENV}/bin/python*; touch {P.WHEEL_DIR}/old-0.1-py3-none-any.whl")
     t0 = time.monotonic()
-    (third,) = engine.run([node], apply=True)
+    (third,) = engine.apply([node])
     t_rebuild = time.monotonic() - t0
     assert summaries(third) == {
         "venv:/opt/meshctl/venv": "recreate with /usr/bin/python3 (its python does not run)",
@@ -151,11 +151,11 @@ def test_venv_from_a_wheelhouse_runs_ansible_runner(minilab, clean_ops_host):
 
     # The node becomes a hop: no ansible-runner there, receptorctl stays.
     hop, node = engine_for(minilab, wh, role="hop")
-    (fourth,) = hop.run([node], apply=True)
+    (fourth,) = hop.apply([node])
     assert summaries(fourth) == {"pip:/opt/meshctl/venv": f"remove ansible-runner {pins.ansible_runner}"}
     assert minilab.exec("ops", "test", "-e", RUNNER, check=False).returncode == 1
     minilab.exec("ops", RECEPTORCTL, "--help")
-    (fifth,) = hop.run([node], apply=True)
+    (fifth,) = hop.apply([node])
     assert fifth.changes == [] and fifth.round_trips == 2
 
     print(f"\npython_env timings: wheelhouse {t_wheels:.1f}s, first provision {t_install:.1f}s "
@@ -188,7 +188,7 @@ def test_venv_usable_by_others_when_root_umask_is_077(minilab, clean_ops_host, r
     engine.probe([node], lambda ctx: "umask\n", evaluate)
     assert seen["umask"] == "0077"  # meshctl's own sessions run under it
 
-    (first,) = engine.run([node], apply=True)
+    (first,) = engine.apply([node])
     assert first.status == "changed", (first.error, summaries(first))
     # Nothing in the venv is private to root: no file others cannot read, no
     # directory others cannot enter.

@@ -12,7 +12,7 @@ import pytest
 from loopback_http import serve
 
 from meshctl.core import receptor as R
-from meshctl.core.engine import Engine
+from meshctl.core.engine import Engine, EngineSettings
 from meshctl.core.plugins import create_plugin_manager
 from meshctl.core.topology import parse_topology
 from meshctl.core.transport import SSHOptions
@@ -70,14 +70,14 @@ nodes:
 """
     topo = parse_topology(text, str(minilab.workdir / "mesh-mirror.yml"), plugins)
     # Only the binary: the rest of a node is provisioned in test_provision.
-    only = {"op_filter": lambda op: op.id == "receptor-binary"}
-    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), options=only), topo.node("ops01")
+    only = EngineSettings(op_filter=lambda op: op.id == "receptor-binary")
+    return Engine(topo, plugins, ssh=SSHOptions(known_hosts=minilab.known_hosts), settings=only), topo.node("ops01")
 
 
 def test_release_from_a_mirror_reaches_the_host(minilab, mirror, no_receptor_on_ops):
     files, base, requests = mirror
     engine, node = engine_for(minilab, base)
-    (first,) = engine.run([node], apply=True)
+    (first,) = engine.apply([node])
     assert first.status == "changed", first.error
     (change,) = first.changes
     assert change.summary == f"install receptor {VERSION} from {base.rstrip('/')}/v{VERSION}/" \
@@ -88,7 +88,7 @@ def test_release_from_a_mirror_reaches_the_host(minilab, mirror, no_receptor_on_
     assert minilab.exec("ops", R.BINARY, "--version").stdout == "receptor version 1.6.9\n"
 
     requests.clear()
-    (second,) = engine.run([node], apply=True)
+    (second,) = engine.apply([node])
     assert second.status == "ok" and second.changes == [], [c.summary for c in second.changes]
     assert requests == []  # the installed version answers: nothing downloaded
 
@@ -97,7 +97,7 @@ def test_a_mirror_with_a_wrong_checksum_leaves_the_host_untouched(minilab, mirro
     files, base, _ = mirror
     files.update(release_files(sums_digest="0" * 64))
     engine, node = engine_for(minilab, base)
-    (res,) = engine.run([node], apply=True)
+    (res,) = engine.apply([node])
     assert res.status == "failed"
     assert f"does not match {'0' * 64} expected by {base}v{VERSION}/checksums.txt; refusing it" in res.error
     assert minilab.exec("ops", "test", "-e", R.BINARY, check=False).returncode != 0

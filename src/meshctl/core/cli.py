@@ -119,8 +119,10 @@ def select_nodes(topo, limit: str | None):
     return [n for n in nodes if n.name in wanted]
 
 
-def make_engine(state: State, topo, run: RunOptions, reporter, options, forks: int | None = None):
-    """The engine for a command; ``forks`` overrides ``--forks`` (one node at a time)."""
+def make_engine(state: State, topo, run: RunOptions, reporter, options, forks: int | None = None,
+                settings=None):
+    """The engine for a command; ``forks`` overrides ``--forks`` (one node at a time).
+    ``options`` are plugin options; the engine's own are ``settings`` (EngineSettings)."""
     from meshctl.core.engine import Engine
     from meshctl.core.transport import SSHOptions
 
@@ -131,7 +133,7 @@ def make_engine(state: State, topo, run: RunOptions, reporter, options, forks: i
     if run.ask_become_pass:
         ssh.become_password = getpass.getpass("BECOME password: ")
     return Engine(topo, state.plugins, ssh=ssh, forks=forks or run.forks, options=options, reporter=reporter,
-                  debug=state.debug)
+                  debug=state.debug, settings=settings)
 
 
 def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: RunOptions, output: str,
@@ -154,9 +156,9 @@ def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: Run
     engine = make_engine(state, topo, run, reporter, options)
     if tty:
         with reporter:
-            results = engine.run(nodes, apply=apply)
+            results = engine.apply(nodes) if apply else engine.plan(nodes)
     else:
-        results = engine.run(nodes, apply=apply)
+        results = engine.apply(nodes) if apply else engine.plan(nodes)
     bad = [r for r in results if r.status in ("failed", "unreachable")]
     if output == "json":
         from meshctl.core.output import summary_counts
@@ -229,7 +231,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         topo = load_topology_file(state, file)
         nodes = select_nodes(topo, run.limit)
         engine = make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
-        results = engine.run(nodes, apply=False, record=True)
+        results = engine.facts(nodes)
         print_json({r.node: r.recorded if r.recorded is not None else {"error": r.error, "cause": r.cause}
                     for r in results})
         if any(r.recorded is None for r in results):
@@ -248,7 +250,7 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         topo = load_topology_file(state, file)
         nodes = select_nodes(topo, run.limit)
         engine = make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
-        results = engine.run(nodes, apply=False, verify=True)
+        results = engine.verify(nodes)
         if output == "json":
             print_json({"command": "verify", "mesh": topo.mesh, "summary": summary_counts(results),
                         "hosts": [r.to_json() for r in results]})

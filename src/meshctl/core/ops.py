@@ -84,6 +84,13 @@ class NoChange:
 
 PlanResult = Change | NoChange
 
+#: Where an operation runs among a node's operations, in this order. Within a phase,
+#: operations keep the order their hooks returned them (node operations before
+#: registry files, plugins in registration order). An operation that names no phase
+#: is in "main" ("late" from ``meshctl_registry_files``); a ``Service`` is in
+#: "services", after the files it reacts to, and in removal in "first".
+PHASES = ("first", "main", "late", "services", "last")
+
 
 class OperationError(Exception):
     """An operation cannot be planned from these facts (e.g. a directory where a file
@@ -109,6 +116,8 @@ class Operation:
     #: content is saved first, so a failed change can be rolled back.
     backup: bool = field(default=False, kw_only=True)
     category: str = field(default="", kw_only=True)
+    #: One of PHASES; None: the hook's default (see PHASES).
+    phase: str | None = field(default=None, kw_only=True)
 
     def facts(self, manager: str) -> list[F.Fact]:
         return []

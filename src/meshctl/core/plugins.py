@@ -18,6 +18,7 @@ import pluggy
 
 from meshctl import __version__
 from meshctl.core import hookspecs
+from meshctl.core import settings as _settings
 from meshctl.core.errors import PluginError
 from meshctl.core.types import (
     CertBackend,
@@ -30,10 +31,9 @@ from meshctl.core.types import (
 )
 
 ENTRY_POINT_GROUP = "meshctl"
-# Keys of the options mapping plugins and the engine share: the engine's own settings
-# and what built-in commands pass (a plugin option of the same name would replace them).
-ENGINE_SETTINGS = frozenset({"apply_timeout", "cert_force", "cert_renew_within", "host_cache", "op_filter",
-                             "plugins", "probe_timeout", "remove"})
+# Names a plugin option may not take: the engine's settings (a namespace of their own,
+# refused so that no option reads as one), and options built-in commands pass to plugins.
+ENGINE_SETTINGS = _settings.ENGINE_SETTINGS | {"cert_force", "cert_renew_within", "plugins"}
 DISABLE_AUTOLOAD_ENV = "MESHCTL_DISABLE_PLUGIN_AUTOLOAD"
 TRACE_ENV = "MESHCTL_TRACE_HOOKS"
 
@@ -184,9 +184,14 @@ class MeshctlPlugins:
         return finalize_sections(_flatten(reversed(self.pm.hook.meshctl_receptor_config(ctx=ctx))))
 
     def node_operations(self, ctx: NodeContext) -> list[Any]:
-        ops = _flatten(reversed(self.pm.hook.meshctl_node_operations(ctx=ctx)))
-        ops += _flatten(reversed(self.pm.hook.meshctl_registry_files(ctx=ctx)))
-        return ops
+        return _flatten(reversed(self.pm.hook.meshctl_node_operations(ctx=ctx)))
+
+    def registry_files(self, ctx: NodeContext) -> list[Any]:
+        return _flatten(reversed(self.pm.hook.meshctl_registry_files(ctx=ctx)))
+
+    def implementations(self, hook_name: str) -> list[Any]:
+        """The pluggy HookImpls of a hook (wrappers aside), to name whose answer failed."""
+        return [i for i in getattr(self.pm.hook, hook_name).get_hookimpls() if not (i.hookwrapper or i.wrapper)]
 
     def removal_operations(self, ctx: NodeContext, purge_user: bool) -> list[Any]:
         return _flatten(reversed(self.pm.hook.meshctl_removal_operations(ctx=ctx, purge_user=purge_user)))

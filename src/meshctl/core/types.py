@@ -210,21 +210,58 @@ class RegistryCredentials:
     password: str = field(repr=False)
 
 
-@dataclass
+class ReadOnlyError(TypeError):
+    """A plugin wrote to what it was given to read (its NodeContext)."""
+
+
+class ReadOnlyDict(dict):
+    """A dict nobody can change: what NodeContext holds. Still a dict, so renderers
+    and ``json`` treat it as one."""
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise ReadOnlyError("this mapping of a NodeContext is read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse  # type: ignore[assignment]
+    __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyDict, (dict(self),))
+
+
+def read_only(value: Any) -> Any:
+    """``value`` with its dicts and lists, at any depth, made read-only (lists become tuples)."""
+    if isinstance(value, ReadOnlyDict):
+        return value
+    if isinstance(value, Mapping):
+        return ReadOnlyDict({k: read_only(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(read_only(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
 class NodeContext:
-    """Everything a plugin needs to plan one node: the node, the whole topology,
-    the detected OS and the facts gathered so far. Plugins must treat it as read-only,
-    except ``receptor_config`` which role plugins extend."""
+    """Everything a plugin needs to plan one node: the node, the whole topology, the
+    detected OS, the values of plugin CLI options, and (for the operation hooks) the
+    combined answers of ``meshctl_receptor_config``. Frozen, and its containers are
+    read-only: a hook returns what it makes; the core builds each hook's context
+    (``dataclasses.replace``) from what earlier hooks returned."""
 
     node: Node
     topology: Topology
     os_release: OSRelease
     os_family: OSFamily
-    facts: Mapping[str, Any] = field(default_factory=dict)
-    receptor_config: list[dict[str, Any]] = field(default_factory=list)
-    options: Mapping[str, Any] = field(default_factory=dict)
-    #: Filled by the executor when a check runs on a live host.
+    facts: Mapping[str, Any] = field(default_factory=ReadOnlyDict)
+    #: receptor.conf sections from every plugin's ``meshctl_receptor_config``.
+    receptor_config: Sequence[Mapping[str, Any]] = ()
+    #: Plugin CLI options only (never the engine's settings).
+    options: Mapping[str, Any] = field(default_factory=ReadOnlyDict)
+    #: Given by the engine when a check runs on a live host.
     run: Callable[[str], tuple[int, str]] | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("facts", "receptor_config", "options"):
+            object.__setattr__(self, name, read_only(getattr(self, name)))
 
     def section(self, name: str, default: Any = None) -> Any:
         """A plugin section of the topology by name (mesh scope)."""

@@ -251,11 +251,12 @@ def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
         ops += [
             # Linger keeps a user manager (and its processes) alive: end it first.
             Command(id="purge:linger", command=f"loginctl disable-linger {u}; loginctl terminate-user {u} || true",
-                    unless=f"! id {u} >/dev/null 2>&1", description=f"end {s.user}'s sessions"),
+                    unless=f"! id {u} >/dev/null 2>&1", description=f"end {s.user}'s sessions", phase="last"),
             Command(id="purge:user", command=f"userdel -r {u}", unless=f"! id {u} >/dev/null 2>&1",
-                    description=f"remove user {s.user} and {s.home}"),
+                    description=f"remove user {s.user} and {s.home}", phase="last"),
             # userdel may already have taken the user's own group: check again when running.
             Command(id="purge:group", command=f"if getent group {g} >/dev/null; then groupdel {g}; fi",
-                    unless=f"! getent group {g} >/dev/null", description=f"remove group {s.group}"),
-        ]
+                    unless=f"! getent group {g} >/dev/null", description=f"remove group {s.group}",
+                    phase="last"),
+        ]  # phase "last": the user goes after everything it owned
     return ops

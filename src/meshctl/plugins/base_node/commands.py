@@ -77,7 +77,7 @@ def register_remove(cli: click.Group) -> None:
         targets = corecli.select_nodes(topo, names)
         options = {"remove": {"purge_user": purge_user}}
         engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options)
-        preview = engine.run(targets, apply=False)
+        preview = engine.plan(targets)
         bad = [r for r in preview if r.status in ("failed", "unreachable")]
         if output == "text":
             print_plan(state.out, preview, detailed=False)
@@ -99,7 +99,7 @@ def register_remove(cli: click.Group) -> None:
             if not sys.stdin.isatty():
                 raise UsageError("remove changes hosts: add --yes to go ahead without a terminal")
             click.confirm(f"Remove meshctl's files from {', '.join(n.name for n in targets)}?", abort=True)
-        results = engine.run(targets, apply=True)
+        results = engine.apply(targets)
         if output == "json":
             print_json({"command": "remove", "summary": summary_counts(results),
                         "hosts": [r.to_json() for r in results]})

@@ -88,7 +88,7 @@ def register(cli: click.Group) -> None:
         nodes = corecli.select_nodes(topo, run.limit)
         engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
                                  {"op_filter": _cert_ops_only})
-        results = engine.run(nodes, apply=False, record=True)
+        results = engine.facts(nodes)
         rows, bad = [], 0
         for node, r in zip(nodes, results, strict=True):
             row: dict[str, Any] = {"node": node.name}
@@ -287,7 +287,7 @@ def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: st
     engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options, forks=1)
     results = []
     for node in nodes:
-        (res,) = engine.run([node], apply=True)
+        (res,) = engine.apply([node])
         results.append(res)
         if res.status in ("failed", "unreachable"):
             break

@@ -239,6 +239,8 @@ def restorecon_op(tool_dirs: tuple[str, ...] | list[str] = ()) -> Restorecon:
         description="SELinux labels of " + ", ".join(where),
         command=f"restorecon -R -i {paths}",
         unless=f"! restorecon -R -i -n -v {paths} | grep -q .",
+        # After every plugin's files (it relabels them) and what notifies it; before services.
+        phase="late",
     )
 
 
@@ -274,7 +276,8 @@ def meshctl_node_operations(ctx: NodeContext) -> list[Operation] | None:
         return None
     refusal = too_old(ctx.os_release)
     if refusal:
-        return [Refuse(id="os:release", description="OS release", reason=refusal)]
+        return [Refuse(id="os:release", description="OS release", reason=refusal),
+                restorecon_op(ctx.topology.tool_directories())]
     info = release_info(ctx.os_release)
     ops: list[Operation] = [Packages(id="packages:os-base", names=list(info.base))]
     if runs_work(ctx):
@@ -283,7 +286,7 @@ def meshctl_node_operations(ctx: NodeContext) -> list[Operation] | None:
             SELinuxPackages(id="packages:container-selinux", names=list(SELINUX_PACKAGES)),
         ]
     ops += firewall_ops(ctx)
-    return ops
+    return [*ops, restorecon_op(ctx.topology.tool_directories())]
 
 
 def firewall_ops(ctx: NodeContext) -> list[Operation]:
@@ -305,16 +308,6 @@ def firewall_ops(ctx: NodeContext) -> list[Operation]:
         summary=f"open {port} in zone {fw.zone}",
         done=f"{port} open in zone {fw.zone}",
     )]
-
-
-# tryfirst on purpose: the core lists hook results in reverse call order, so this
-# implementation's operations come after every other plugin's (services aside). The
-# relabel must follow the files it fixes, and be after the operations that notify it.
-@hookimpl(specname="meshctl_node_operations", tryfirst=True)
-def late_node_operations(ctx: NodeContext) -> list[Operation] | None:
-    if not _mine(ctx):
-        return None
-    return [restorecon_op(ctx.topology.tool_directories())]
 
 
 
