@@ -18,6 +18,7 @@ from meshctl.core.cli import (
     run_options,
     select_nodes,
 )
+from meshctl.core.command import CommandRun, mesh_command
 from meshctl.core.errors import MeshctlError, PluginError, UsageError
 from meshctl.core.facts import (
     Fact,
@@ -55,6 +56,7 @@ from meshctl.core.ops import (
     backup_commands,
 )
 from meshctl.core.receptor import ReceptorSection, receptor_settings
+from meshctl.core.settings import EngineSettings
 from meshctl.core.topology import (
     DEFAULT_LISTENER_PORT,
     MESH_NAME_RE,
@@ -85,6 +87,7 @@ from meshctl.core.types import (
 )
 
 __all__ = [
+    "CommandRun", "EngineSettings", "mesh_command",
 from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
     "Absent", "BackendContext", "CertBackend", "CertificateBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
     "Group", "GuardedService", "MeshctlError", "Node", "NoChange", "NodeContext", "OSFamily", "OSRelease",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata as md
 import os
+import warnings as _warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -218,7 +219,18 @@ class MeshctlPlugins:
         return opts
 
     def register_commands(self, cli: Any) -> None:
-        self.pm.hook.meshctl_register_commands(cli=cli)
+        for impl in self.pm.hook.meshctl_register_commands.get_hookimpls():
+            where = f"plugin {impl.plugin_name!r} ({self.distribution_of(impl.plugin_name)})"
+            before = dict(cli.commands)
+            try:
+                impl.function(cli=cli)
+                replaced = sorted(n for n, c in before.items() if cli.commands.get(n) is not c)
+                if replaced:
+                    raise PluginError(f"adds command {replaced[0]!r}, which meshctl already has")
+            except PluginError as exc:
+                raise PluginError(f"{where}: {exc}") from exc
+            except Exception as exc:
+                raise PluginError(f"{where} failed to add its commands: {type(exc).__name__}: {exc}") from exc
 
 
 def _flatten(results: Iterable[Any]) -> list[Any]:
@@ -292,7 +304,12 @@ def create_plugin_manager(
         if pm.is_registered(obj):  # e.g. -p naming a module its entry point already loaded
             return
         try:
-            pm.register(obj, name=name)
+            # A deprecated hook (hookspec warn_on_impl) warns at registration: shown
+            # like a load warning, naming the plugin that still implements it.
+            with _warnings.catch_warnings(record=True) as caught:
+                _warnings.simplefilter("always")
+                pm.register(obj, name=name)
+            warnings.extend(f"plugin {name!r} ({' '.join(dist).strip()}): {w.message}" for w in caught)
         except (pluggy.PluginValidationError, ValueError) as exc:
             where = " ".join(dist).strip()
             detail = " ".join(str(exc).split())

@@ -36,7 +36,7 @@ from typing import Any
 
 import pytest
 
-from meshctl.core.engine import Engine, build_operations, needed_facts
+from meshctl.core.engine import Engine, needed_facts
 from meshctl.core.ops import Change, NoChange
 from meshctl.core.plugins import MeshctlPlugins, create_plugin_manager
 from meshctl.core.topology import Topology, parse_topology
@@ -103,7 +103,7 @@ def plan_from_facts(topology: Topology, node: str, recording: Recording | str = 
     target = topology.node(node)
     known = {**rec.facts, **(facts or {})}
     ctx = engine.context(target, rec.os_release)
-    wanted = needed_facts(build_operations(manager, ctx), ctx.os_family.package_manager)
+    wanted = needed_facts(engine.operations(ctx), ctx.os_family.package_manager)
     missing = [f.key for f in wanted if f.key not in known]
     unknown = [k for k in missing if not k.startswith("file:")]
     if unknown:

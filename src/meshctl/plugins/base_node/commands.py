@@ -1,4 +1,4 @@
-"""``meshctl preflight``."""
+"""``meshctl preflight``, ``remove``, ``status`` and ``diagnose``."""
 
 from __future__ import annotations
 
@@ -8,27 +8,20 @@ from typing import Any
 
 import click
 
-from meshctl.core import cli as corecli
+from meshctl.plugin import CommandRun, EngineSettings, mesh_command
 
 
 def register(cli: click.Group) -> None:
-    @cli.command("preflight")
-    @corecli.file_option
-    @corecli.run_options
-    @corecli.output_option
-    @click.pass_context
-    def preflight(ctx: click.Context, file: Path, run: corecli.RunOptions, output) -> None:
+    @mesh_command(cli, "preflight")
+    def preflight(cmd: CommandRun) -> None:
         """Make receptor's start-up checks now, on each node: receptor.conf sections and
         keys, NodeID in certificates, key/certificate pairs, chains, file access for the
         service user, listener ports, peer name resolution, clock skew."""
-        from meshctl.core.output import PlainReporter, print_checks, print_json, summary_counts
+        from meshctl.core.output import print_checks, print_json, summary_counts
         from meshctl.plugins.base_node import preflight as P
         from meshctl.plugins.base_node import settings
 
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        nodes = corecli.select_nodes(topo, run.limit)
-        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {})
+        topo = cmd.topology
 
         def script(nctx: Any) -> str:
             return P.script(settings(nctx).user, P.peer_hosts(topo, nctx.node))
@@ -37,46 +30,33 @@ def register(cli: click.Group) -> None:
             return P.evaluate(P.parse(out), nctx.node.name, received_at=time.time(),
                               need_binary=settings(nctx).start)
 
-        results = engine.probe(nodes, script, evaluate)
-        if output == "json":
+        results = cmd.engine().probe(cmd.nodes(), script, evaluate)
+        if cmd.output == "json":
             print_json({"command": "preflight", "mesh": topo.mesh, "summary": summary_counts(results),
                         "hosts": [r.to_json() for r in results]})
         else:
-            print_checks(state.out, results, title="preflight")
+            print_checks(cmd.state.out, results, title="preflight")
         if any(r.status != "ok" for r in results):
-            ctx.exit(1)
+            cmd.exit(1)
 
 
 def register_remove(cli: click.Group) -> None:
-    @cli.command("remove")
+    @mesh_command(cli, "remove")
     @click.argument("nodes", nargs=-1, required=True)
-    @corecli.file_option
-    @corecli.run_options
-    @corecli.output_option
     @click.option("--purge-user", is_flag=True, help="Also remove the service user (awx) and its data.")
     @click.option("--yes", "-y", is_flag=True, help="Remove without asking (required when not on a terminal).")
-    @click.pass_context
-    def remove(ctx: click.Context, nodes: tuple[str, ...], file: Path, run: corecli.RunOptions, output, purge_user: bool, yes: bool) -> None:
+    def remove(cmd: CommandRun, nodes: tuple[str, ...], purge_user: bool, yes: bool) -> None:
         """Take NODE(s) out of service cleanly: stop and disable receptor, remove its unit,
         configuration, certificates, work key, logs, virtualenv, registry files and the
         firewall rule meshctl opened. Shows what it will remove first."""
         import sys
 
         from meshctl.core.errors import UsageError
-        from meshctl.core.output import (
-            PlainReporter,
-            print_json,
-            print_plan,
-            print_summary,
-            summary_counts,
-        )
+        from meshctl.core.output import print_json, print_plan, print_summary, summary_counts
 
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        names = ",".join(n for v in nodes for n in v.split(",") if n)
-        targets = corecli.select_nodes(topo, names)
-        options = {"remove": {"purge_user": purge_user}}
-        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options)
+        state, output = cmd.state, cmd.output
+        targets = cmd.nodes(",".join(n for v in nodes for n in v.split(",") if n))
+        engine = cmd.engine(EngineSettings(remove=True, purge_user=purge_user))
         preview = engine.plan(targets)
         bad = [r for r in preview if r.status in ("failed", "unreachable")]
         if output == "text":
@@ -87,7 +67,7 @@ def register_remove(cli: click.Group) -> None:
                             "hosts": [r.to_json() for r in preview]})
             else:
                 print_summary(state.out, preview, verbose=state.verbose > 0, title="remove (preview)")
-            ctx.exit(1)
+            cmd.exit(1)
         if not any(r.changes for r in preview):
             if output == "json":
                 print_json({"command": "remove", "summary": summary_counts(preview),
@@ -106,34 +86,28 @@ def register_remove(cli: click.Group) -> None:
         else:
             print_summary(state.out, results, verbose=state.verbose > 0, title="remove")
         if any(r.status in ("failed", "unreachable") for r in results):
-            ctx.exit(1)
+            cmd.exit(1)
 
 
 def register_status(cli: click.Group) -> None:
-    @cli.command("status")
-    @corecli.file_option
-    @corecli.run_options
-    @corecli.output_option
+    @mesh_command(cli, "status")
     @click.option("--timeout", type=click.IntRange(5, 600), default=60, show_default=True,
                   help="Seconds to wait for one node: a slow node does not stall the report.")
     @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True)
-    @click.pass_context
-    def status(ctx: click.Context, file: Path, run: corecli.RunOptions, output, timeout: int, warn_days: int) -> None:
+    def status(cmd: CommandRun, timeout: int, warn_days: int) -> None:
         """Health of every node: SSH, receptor and since when, listener, certificate days
         left, receptor and ansible-runner versions (skew flagged), worker-info, and the
         mesh as receptor sees it. Exit 1 when any node is unhealthy."""
         from rich.markup import escape
         from rich.table import Table
 
-        from meshctl.core.output import PlainReporter, print_json, summary_counts
+        from meshctl.core.output import print_json, summary_counts
         from meshctl.plugins.base_node import settings
         from meshctl.plugins.base_node import status as S
 
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        nodes = corecli.select_nodes(topo, run.limit)
-        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
-                                 {"probe_timeout": timeout})
+        state, topo = cmd.state, cmd.topology
+        nodes = cmd.nodes()
+        engine = cmd.engine(EngineSettings(probe_timeout=timeout))
         # Bound the connection as well as the command (a node's own connect_timeout wins).
         engine.ssh.connect_timeout = float(min(timeout, 30))
 
@@ -156,7 +130,7 @@ def register_status(cli: click.Group) -> None:
                 row["error"] = f"{r.cause}: {r.error}"
             rows.append(row)
         skew = S.skew(rows)
-        if output == "json":
+        if cmd.output == "json":
             print_json({"command": "status", "mesh": topo.mesh, "summary": summary_counts(results),
                         "skew": skew, "nodes": rows})
         else:
@@ -176,32 +150,26 @@ def register_status(cli: click.Group) -> None:
             for line in skew:
                 state.out.print(f"[yellow]{escape(line)}[/]")
         if any(not r["healthy"] for r in rows):
-            ctx.exit(1)
+            cmd.exit(1)
 
 
 def register_diagnose(cli: click.Group) -> None:
-    @cli.command("diagnose")
+    @mesh_command(cli, "diagnose", output=False)
     @click.argument("node_name", metavar="NODE")
-    @corecli.file_option
-    @corecli.run_options
     @click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=None,
                   help="Archive path [default: ./meshctl-diagnose-NODE-<time>.tar.gz].")
-    @click.pass_context
-    def diagnose(ctx: click.Context, node_name: str, file: Path, run: corecli.RunOptions, out: Path | None) -> None:
+    def diagnose(cmd: CommandRun, node_name: str, out: Path | None) -> None:
         """Collect one tar.gz to debug NODE: receptor.conf, unit status, the last 500 lines of
         receptor.log and of the journal, certificate summaries (never keys), podman info as
         the service user, worker-info, and the work units' status and stdout under
         receptor's data directory (the real error behind "exit status 1"). Secrets are redacted."""
         from meshctl.core.files import atomic_write
-        from meshctl.core.output import PlainReporter
         from meshctl.plugins.base_node import diagnose as D
         from meshctl.plugins.base_node import settings
 
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        (node,) = corecli.select_nodes(topo, node_name)
-        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), {"probe_timeout": 180},
-                                 forks=1)
+        state, topo = cmd.state, cmd.topology
+        (node,) = cmd.nodes(node_name)
+        engine = cmd.engine(EngineSettings(probe_timeout=180), forks=1)
         collected: dict[str, str] = {}
 
         def script(nctx: Any) -> str:
