@@ -738,5 +738,6 @@ def test_certs_issue_writes_nothing_when_a_node_fails(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert info.value.code not in (0, None) and "internal error" not in err, err
     assert [ln for ln in err.splitlines() if ln.strip()] == [
-        "error: node e1: cannot issue its certificate: scoped IPv6 address cannot be a certificate name"]
+        "error: certificate backend 'selfsigned' of plugin 'cert_backends' failed in issue() for node 'e1': "
+        "ValueError: scoped IPv6 address cannot be a certificate name"]
     assert not out.exists() or list(out.iterdir()) == []

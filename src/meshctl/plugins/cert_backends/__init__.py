@@ -30,6 +30,7 @@ from meshctl.plugins.cert_backends.backends import (
     SelfSigned,
     SelfSignedOptions,
 )
+from meshctl.plugins.cert_backends.checked import BackendError, CheckedBackend, call, unwrap, who
 from meshctl.plugins.cert_backends.ops import NodeCertificate
 
 SERVICE = f"service:{R.UNIT_NAME}"
@@ -72,7 +73,8 @@ def run_cache(topo: Any) -> dict[Any, Any]:
 
 
 def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
-    """The backend object for a node (cached: one CA load per run)."""
+    """The backend object for a node (cached: one CA load per run), checked: see
+    :class:`~meshctl.plugins.cert_backends.checked.CheckedBackend`."""
     cache = run_cache(topo)
     own = node.sections.get("certificates")
     fast = "<mesh>" if own is None or (own.backend is None and own.options is None) else None
@@ -85,7 +87,9 @@ def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
             reg = plugins.cert_backends()[eff.backend]
             options = reg.options_model.model_validate(eff.options) if reg.options_model else eff.options
             ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo))
-            cache[key] = reg.factory(options, ctx)
+            plugin = plugins.owner("meshctl_register_cert_backends", eff.backend)
+            made = call("its factory", eff.backend, plugin, reg.factory, options, ctx)
+            cache[key] = CheckedBackend(made, eff.backend, plugin)
         if fast is not None:
             cache[fast] = cache[key]
         return cache[key]
@@ -129,12 +133,12 @@ def meshctl_validate_topology(topology, report):
             continue
         checked.add(str(sig))
         ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology))
+        owner = plugins.owner("meshctl_register_cert_backends", eff.backend) if plugins else "?"
         try:
-            backend = reg.factory(options, ctx)
+            backend = call("its factory", eff.backend, owner, reg.factory, options, ctx)
             lacks = backend_problems(backend)
             if lacks:
-                owner = plugins.owner("meshctl_register_cert_backends", eff.backend) if plugins else "?"
-                report(opts_path, f"certificate backend {eff.backend!r} of plugin {owner!r} lacks "
+                report(opts_path, f"{who(eff.backend, owner)} lacks "
                        f"{', '.join(lacks)} (see meshctl.plugin.CertificateBackend)")
                 continue
             secret = _secret_problem(backend)
@@ -142,9 +146,9 @@ def meshctl_validate_topology(topology, report):
                 report(opts_path + (secret[0],), secret[2], secret[1])
             # Optional for backends: check files and settings before any host is touched.
             problems = [] if secret and secret[1] == "error" else (
-                backend.validate() if hasattr(backend, "validate") else [])
-        except Exception as exc:  # a third-party backend's bug must read as its problem
-            problems = [f"{eff.backend} backend: {exc}"]
+                call("validate()", eff.backend, owner, backend.validate) if hasattr(backend, "validate") else [])
+        except BackendError as exc:  # a third-party backend's bug must read as its problem
+            problems = [str(exc)]
         for problem in problems:
             report(opts_path, problem)
         if eff.backend == "awx-bundle" and not problems and not secret and backend.bundle.node_id != node.name:
@@ -325,7 +329,7 @@ def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> byt
     if not topo.role_of(node).runs_work:
         return None
     if topo.sections.get("work_signing") is None:
-        backend = backend or backend_for(plugins, topo, node)
+        backend = unwrap(backend or backend_for(plugins, topo, node))
         if isinstance(backend, AwxBundle):
             return backend.bundle.work_public_key_pem
     return work_public_key(topo)

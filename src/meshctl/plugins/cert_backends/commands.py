@@ -40,7 +40,6 @@ def register(cli: click.Group) -> None:
     def issue(state: Any, file: Path, out: Path, node_opt: tuple[str, ...]) -> None:
         """Issue certificates offline (keys made here), e.g. for nodes meshctl does not reach."""
         from meshctl.core import files
-        from meshctl.core.errors import MeshctlError
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import write_private
 
@@ -51,14 +50,9 @@ def register(cli: click.Group) -> None:
         for node in nodes:
             backend = backend_for(state.plugins, topo, node)
             eff = S.effective(topo, node)
-            try:
-                key_pem, cert_pem = backend.issue(node.name, S.node_addresses(node), eff.key_type,
-                                                  eff.validity_days)
-                trust = backend.trust_bundle()
-            except MeshctlError:
-                raise
-            except (ValueError, TypeError) as exc:  # e.g. a name cryptography cannot put in a certificate
-                raise UsageError(f"node {node.name}: cannot issue its certificate: {exc}") from None
+            # The backend's certificate is checked, and its errors name its plugin.
+            key_pem, cert_pem = backend.issue(node.name, S.node_addresses(node), eff.key_type, eff.validity_days)
+            trust = backend.trust_bundle()
             issued.append((node.name, key_pem, cert_pem))
         out.mkdir(parents=True, exist_ok=True)
         for name, key_pem, cert_pem in issued:
@@ -159,13 +153,14 @@ def register(cli: click.Group) -> None:
         every certificate is reissued by the new one, then the old CA is dropped."""
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import SelfSigned
+        from meshctl.plugins.cert_backends.checked import unwrap
 
         state = ctx.obj
         topo = corecli.load_topology_file(state, file)
         nodes = corecli.select_nodes(topo, None)
         if run.limit:
             raise UsageError("rotate-ca works on the whole mesh: every node must trust the new CA")
-        backends = {id(backend_for(state.plugins, topo, n)): backend_for(state.plugins, topo, n) for n in nodes}
+        backends = {id(b): b for b in (unwrap(backend_for(state.plugins, topo, n)) for n in nodes)}
         if len(backends) != 1 or not isinstance(next(iter(backends.values())), SelfSigned):
             raise UsageError("rotate-ca rotates the CA meshctl keeps (backend selfsigned) used by every node; "
                              "with the file backend, create the new CA yourself and follow docs/certificates.md")
