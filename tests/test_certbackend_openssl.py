@@ -563,3 +563,12 @@ def test_validate_reports_ca_problems_before_any_host(tmp_path):
                         "mesh.yml"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 2, r.stderr
     assert "mesh.yml:4:" in r.stderr and "ca.key is not the key of" in r.stderr
+
+
+def test_the_example_imports_only_the_public_surface():
+    import ast
+
+    tree = ast.parse((PACKAGE / f"{MODULE}.py").read_text())
+    used = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    used |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
+    assert sorted(m for m in used if m and m.startswith("meshctl")) == ["meshctl.plugin"]

@@ -34,8 +34,18 @@ from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from pydantic import BaseModel, ConfigDict, Field
 
-from meshctl.core import pki as C
-from meshctl.plugin import CertBackend, MeshctlError, hookimpl
+from meshctl.plugin import (
+    NODEID_OID,
+    CertBackend,
+    MeshctlError,
+    hookimpl,
+    issued_cert_problems,
+    load_certs,
+    load_csr,
+    load_private_key,
+    node_general_names,
+    public_key_pem,
+)
 
 if TYPE_CHECKING:
     from meshctl.plugin import BackendContext
@@ -49,7 +59,7 @@ KEYGEN_TIMEOUT = 180.0
 # meshctl's own node-id rule. Anything else could break out of `-subj /CN=...`
 # ("/", "=", "+") or of the extension file ("," "$" "#" newlines).
 _NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-# What meshctl.core.pki lets through as a DNS name (lower-cased) or an IP address;
+# What meshctl.plugin.node_general_names lets through as a DNS name (lower-cased) or an IP address;
 # re-checked here because these strings are spliced into an openssl config file.
 _SAN_VALUE_RE = re.compile(r"^[a-z0-9_.:-]+$")
 
@@ -116,7 +126,7 @@ class OpenSSLBackend:
                 raise OpenSSLBackendError(f"{self.ca_cert_path}: cannot read the CA certificate: "
                                           f"{exc.strerror}") from None
             try:
-                certs = C.load_certs(data)
+                certs = load_certs(data)
             except ValueError as exc:
                 raise OpenSSLBackendError(f"{self.ca_cert_path}: not a PEM certificate ({exc})") from None
             # Re-encoded: only certificates reach the nodes, not comments or text dumps.
@@ -131,14 +141,14 @@ class OpenSSLBackend:
         """Called by ``meshctl validate``: the CA files are readable and belong together."""
         try:
             _, ca = self._load_ca()
-            key = C.load_private_key(self.ca_key_path.read_bytes())
+            key = load_private_key(self.ca_key_path.read_bytes())
         except OpenSSLBackendError as exc:
             return [str(exc)]
         except OSError as exc:
             return [f"{self.ca_key_path}: cannot read the CA key: {exc.strerror}"]
         except (ValueError, TypeError) as exc:
             return [f"{self.ca_key_path}: not an unencrypted PEM private key ({exc})"]
-        if C.public_key_pem(key) != C.public_key_pem(ca):
+        if public_key_pem(key) != public_key_pem(ca):
             return [f"{self.ca_key_path} is not the key of {self.ca_cert_path}"]
         return []
 
@@ -186,13 +196,10 @@ class OpenSSLBackend:
             "-extfile", str(ext_file), "-extensions", "v3_node", "-out", str(out),
         ], f"signing the certificate of node {node_id!r} with {self.ca_key_path}")
         cert_pem = out.read_bytes()
-        # Never hand out a certificate receptor would refuse: check what openssl made.
-        try:
-            status = C.inspect_cert(cert_pem, self.trust_bundle(), csr_pem)
-        except ValueError as exc:
-            raise OpenSSLBackendError(f"openssl produced no readable certificate for {node_id!r}: "
-                                      f"{exc}") from None
-        problems = status.ok(node_id, addresses, 0)  # includes chain and key checks
+        # Never hand out a certificate receptor would refuse: check what openssl made,
+        # with the checker meshctl applies to every backend's certificates.
+        problems = issued_cert_problems(cert_pem, node_id, public_key=csr_pem, trust_pem=self.trust_bundle(),
+                                        addresses=addresses, key_source="the request")
         if problems:
             raise OpenSSLBackendError(f"the certificate openssl made for {node_id!r} is unusable: "
                                       + "; ".join(problems))
@@ -243,12 +250,12 @@ def _check_days(days: int) -> None:
 
 def _san_entries(node_id: str, addresses: Iterable[str]) -> list[str]:
     """subjectAltName in openssl-config syntax, the same names in the same order as
-    meshctl's own backends (``meshctl.core.pki.node_general_names``)."""
+    meshctl's own backends (``meshctl.plugin.node_general_names``)."""
     if not isinstance(node_id, str) or not _NODE_ID_RE.match(node_id):
         raise OpenSSLBackendError(f"node id {node_id!r} is not a receptor node id (letters, digits, "
                                   "'.', '_', '@', '-'; at most 64 characters)")
     try:
-        names = C.node_general_names(node_id, addresses)
+        names = node_general_names(node_id, addresses)
     except ValueError as exc:
         raise OpenSSLBackendError(f"node {node_id!r}: {exc}") from None
     entries: list[str] = []
@@ -262,14 +269,14 @@ def _san_entries(node_id: str, addresses: Iterable[str]) -> list[str]:
         if not _SAN_VALUE_RE.match(value):
             raise OpenSSLBackendError(f"node {node_id!r}: address {value!r} cannot be written to openssl")
         entries.append(f"{kind}:{value}")
-    entries.append(f"otherName:{C.NODEID_OID};UTF8:{node_id}")
+    entries.append(f"otherName:{NODEID_OID};UTF8:{node_id}")
     return entries
 
 
 def _checked_csr(csr_pem: bytes, node_id: str) -> x509.CertificateSigningRequest:
     """`openssl x509 -req` copies the request's subject: it must be exactly CN=<node id>."""
     try:
-        csr = C.load_csr(csr_pem)
+        csr = load_csr(csr_pem)
     except ValueError as exc:
         raise OpenSSLBackendError(f"the request for node {node_id!r} is not a PEM CSR ({exc})") from None
     if not csr.is_signature_valid:
@@ -282,7 +289,7 @@ def _checked_csr(csr_pem: bytes, node_id: str) -> x509.CertificateSigningRequest
 
 
 def _extensions(san: list[str], rsa_key: bool, ca: x509.Certificate) -> str:
-    """The extension section of a node certificate (as meshctl.core.pki.sign_node_cert)."""
+    """The extension section of a node certificate (as meshctl.plugin.sign_node_cert)."""
     key_usage = "critical, digitalSignature" + (", keyEncipherment" if rsa_key else "")
     try:
         ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)

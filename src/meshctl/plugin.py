@@ -55,6 +55,23 @@ from meshctl.core.ops import (
     attr_fixes,
     backup_commands,
 )
+
+# Certificates: what a backend needs to put the Receptor NodeID right (docs/certificate-backends.md).
+from meshctl.core.pki import (
+    KEY_TYPES,
+    NODEID_OID,
+    check_csr,
+    generate_key,
+    inspect_cert,
+    key_to_pem,
+    load_certs,
+    load_csr,
+    load_private_key,
+    node_general_names,
+    public_key_pem,
+    sign_node_cert,
+)
+from meshctl.core.pki.checks import issued_cert_problems
 from meshctl.core.receptor import ReceptorSection, receptor_settings
 from meshctl.core.settings import EngineSettings
 from meshctl.core.topology import (
@@ -87,6 +104,8 @@ from meshctl.core.types import (
 )
 
 __all__ = [
+    "KEY_TYPES", "NODEID_OID", "check_csr", "generate_key", "inspect_cert", "issued_cert_problems", "key_to_pem",
+    "load_certs", "load_csr", "load_private_key", "node_general_names", "public_key_pem", "sign_node_cert",
     "CommandRun", "EngineSettings", "mesh_command",
 from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
     "Absent", "BackendContext", "CertBackend", "CertificateBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
