@@ -572,3 +572,10 @@ def test_the_example_imports_only_the_public_surface():
     used = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     used |= {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
     assert sorted(m for m in used if m and m.startswith("meshctl")) == ["meshctl.plugin"]
+
+
+@pytest.mark.parametrize("key_type", ["rsa2048", "ecdsa-p384"])
+def test_the_example_passes_the_conformance_check(backend, key_type):
+    from meshctl.testing.backends import assert_conformant
+
+    assert_conformant(backend, key_type=key_type)
