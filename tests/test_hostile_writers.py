@@ -261,3 +261,46 @@ def test_shell_quoting_round_trips_through_a_real_shell():
     script = "".join(f"printf '%s\\0' {_q(s)}\n" for s in values)
     out = subprocess.run(["sh", "-c", script], capture_output=True, timeout=60, check=True).stdout
     assert out.split(b"\0")[:-1] == [s.encode("utf-8", "surrogatepass") for s in values]
+
+
+# -- the AAP importer's mesh.yml emitter ---------------------------------------------------
+
+def test_aap_emitter_writes_hostile_values_that_read_back_as_themselves():
+    from meshctl.plugins.import_aap.emit import MeshNode, emit
+    from meshctl.plugins.import_aap.ini import Inventory
+
+    strings = hostile_strings(seed=9, count=2800)
+    for batch in chunks(strings, 7):
+        s = (batch * 7)[:7]
+        inv = Inventory(s[0])  # the file name goes into the first comment
+        inv.group("all", 0)
+        node = MeshNode("exec1", "execution", 1, address=s[1], ssh={"key": s[2], "port": 22, "become": True},
+                        peers=[s[3], "hop1"], instance_groups=[s[4], s[5]], comments=[s[6]])
+        hop = MeshNode("hop1", "hop", 2, listener={"port": 443, "protocol": "ws"})
+        text, lines = emit(inv, [node, hop], {"user": s[5]}, "m")
+        assert len(lines) == len(text.splitlines())
+        assert yaml.safe_load(text) == {
+            "mesh": "m",
+            "defaults": {"ssh": {"user": s[5]}, "listener": {"port": 27199, "protocol": "tcp"}},
+            "nodes": [{"name": "exec1", "role": "execution", "address": s[1], "peers": [s[3], "hop1"],
+                       "ssh": {"key": s[2], "port": 22, "become": True}, "instance_groups": [s[4], s[5]]},
+                      {"name": "hop1", "role": "hop", "listener": {"port": 443, "protocol": "ws"}}],
+        }, batch
+
+
+def test_aap_import_of_a_hostile_key_path_and_file_name(tmp_path):
+    from meshctl.plugins.import_aap import aap_inventory_to_yaml
+
+    values = [s for s in hostile_strings(seed=10, count=300) if s.strip() and "\x00" not in s]
+    for i, s in enumerate(values):
+        # A file name may hold anything but "/" and NUL (and what the file system cannot
+        # encode): it goes into a comment.
+        name = s.replace("/", "_")[:100].encode("utf-8", "replace").decode() or "x"
+        inv = tmp_path / f"{i}-{name}.ini"
+        key = s.strip()
+        # A quoted INI value is a Python literal: repr() escapes every line break in it.
+        inv.write_text("[automationcontroller]\nctrl1\n[execution_nodes]\nexec1\n"
+                       f"[execution_nodes:vars]\nansible_ssh_private_key_file={key!r}\n")
+        parsed = yaml.safe_load(aap_inventory_to_yaml(inv))
+        assert parsed["defaults"]["ssh"]["key"] == key, (s, key)
+        assert [n["name"] for n in parsed["nodes"]] == ["ctrl1", "exec1"]

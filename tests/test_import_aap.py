@@ -4,16 +4,23 @@ real topology parser with the real plugin manager."""
 from __future__ import annotations
 
 import re
+import types
 from pathlib import Path
 
+import click
 import pytest
 import yaml
+from click.testing import CliRunner
+from test_cli import meshctl
 
-from meshctl.core.errors import UsageError
+from meshctl import __version__
+from meshctl.core.cli import build_cli
+from meshctl.core.errors import PluginError, UsageError
 from meshctl.core.graph import render_dot
-from meshctl.core.importers import aap_inventory_to_yaml
 from meshctl.core.plugins import create_plugin_manager
 from meshctl.core.topology import Topology, parse_topology
+from meshctl.plugin import Importer, hookimpl, yaml_scalar
+from meshctl.plugins.import_aap import aap_inventory_to_yaml
 
 DATA = Path(__file__).parent / "data" / "aap"
 ERRORS = DATA / "errors"
@@ -215,3 +222,98 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_inventory_without_mesh_nodes() -> None:
     with pytest.raises(UsageError, match="no mesh nodes"):
         aap_inventory_to_yaml(ERRORS / "no-mesh-nodes.ini")
+
+
+# -- `meshctl import` is an extension point -------------------------------------------
+
+
+def _importer_plugin(name: str = "myformat", **importer: object) -> types.ModuleType:
+    """A third-party plugin, as a module: ``name`` converts a file of host names."""
+    mod = types.ModuleType(f"plugin_{name}")
+
+    def convert(source: Path) -> str:
+        hosts = source.read_text().split()
+        if not hosts:
+            raise UsageError(f"{source}: no host names")
+        return "mesh: hosts\nnodes:\n" + "".join(
+            f"  - name: {yaml_scalar(h)}\n    role: execution\n    listener: {{port: 27199}}\n" for h in hosts)
+
+    @hookimpl
+    def meshctl_register_importers(register):
+        register(Importer(name, **(importer or {"convert": convert, "description": "Host names, one a line."})))
+
+    mod.meshctl_register_importers = meshctl_register_importers
+    return mod
+
+
+def _cli(*plugins: tuple[str, object], block: set[str] = frozenset()) -> click.Group:
+    return build_cli(create_plugin_manager(autoload=False, extra=plugins, block=block))
+
+
+def test_a_third_party_format_is_a_command(tmp_path: Path) -> None:
+    source = tmp_path / "hosts.txt"
+    source.write_text("exec1\nexec2.example.com\n")
+    cli = _cli(("hostlist", _importer_plugin()))
+    r = CliRunner().invoke(cli, ["import", "myformat", str(source)])
+    assert r.exit_code == 0, r.output
+    assert [n["name"] for n in yaml.safe_load(r.output)["nodes"]] == ["exec1", "exec2.example.com"]
+    out = tmp_path / "mesh.yml"
+    r = CliRunner().invoke(cli, ["import", "myformat", str(source), "--out", str(out)])
+    assert r.exit_code == 0 and yaml.safe_load(out.read_text())["mesh"] == "hosts"
+    # The built-in formats are still there, next to it, each listed with its plugin.
+    r = CliRunner().invoke(cli, ["import", "--help"])
+    rows = " ".join(r.output.split())
+    assert "myformat Host names, one a line. [plugin hostlist]" in rows
+    assert "aap-inventory Convert an AAP installer INI inventory into mesh.yml. [plugin import_aap]" in rows
+    assert "awx-bundle" in rows and "[plugin cert_backends]" in rows
+
+
+def test_a_third_party_format_is_validated_before_it_is_written(tmp_path: Path) -> None:
+    source = tmp_path / "hosts.txt"
+    source.write_text("exec1\nlocalhost\n")
+    out = tmp_path / "mesh.yml"
+    r = CliRunner().invoke(_cli(("hostlist", _importer_plugin())), ["import", "myformat", str(source), "--out", str(out)])
+    assert isinstance(r.exception, UsageError)
+    assert str(r.exception).startswith(f"{source}: converted mesh.yml line 6: node name 'localhost' is reserved")
+    assert not out.exists()
+
+
+def test_two_plugins_registering_one_format_are_both_named() -> None:
+    cli = _cli(("fmt_a", _importer_plugin()), ("fmt_b", _importer_plugin()))
+    r = CliRunner().invoke(cli, ["import", "--help"])
+    assert isinstance(r.exception, PluginError)
+    message = str(r.exception)
+    assert message.startswith("import format 'myformat' is registered twice: by plugin ")
+    assert "'fmt_a' (in-process)" in message and "'fmt_b' (in-process)" in message
+    # A built-in's format too; blocking the built-in is how a plugin replaces it.
+    r = CliRunner().invoke(_cli(("mine", _importer_plugin("aap-inventory"))), ["import", "--help"])
+    assert f"by plugin 'import_aap' (meshctl {__version__}) and by plugin 'mine'" in str(r.exception)
+    r = CliRunner().invoke(_cli(("mine", _importer_plugin("aap-inventory")), block={"import_aap"}), ["import", "--help"])
+    assert r.exit_code == 0 and "[plugin mine]" in r.output
+
+
+def test_a_broken_registration_fails_import_only() -> None:
+    cli = _cli(("both", _importer_plugin(convert=str, command=click.Command("x"))))
+    r = CliRunner().invoke(cli, ["import", "myformat", "x"])
+    assert str(r.exception) == ("plugin 'both' (in-process) registers the import format 'myformat' with both of "
+                                "convert and command: give exactly one")
+    assert CliRunner().invoke(cli, ["version"]).exit_code == 0
+
+
+def test_a_failing_converter_names_its_plugin(tmp_path: Path) -> None:
+    def convert(source: Path) -> str:
+        raise KeyError("oops")
+
+    r = CliRunner().invoke(_cli(("buggy", _importer_plugin(convert=convert))), ["import", "myformat", "x"])
+    assert isinstance(r.exception, PluginError)
+    assert str(r.exception) == "plugin 'buggy' failed to convert x: KeyError: 'oops'"
+
+
+def test_blocking_import_aap_removes_aap_inventory_only() -> None:
+    plugins = create_plugin_manager(autoload=False, block={"import_aap"})
+    assert set(plugins.importers()) == {"awx-bundle"}
+    assert {"aap-inventory", "awx-bundle"} <= set(create_plugin_manager(autoload=False).importers())
+    r = meshctl("-p", "no:import_aap", "import", "aap-inventory", str(DATA / "reference.ini"))
+    assert r.returncode == 2 and "No such command 'aap-inventory'" in r.stderr
+    r = meshctl("-p", "no:import_aap", "import", "--help")
+    assert r.returncode == 0 and "awx-bundle" in r.stdout and "aap-inventory" not in r.stdout

@@ -19,7 +19,7 @@ from meshctl.core.cli import (
     select_nodes,
 )
 from meshctl.core.command import CommandRun, mesh_command
-from meshctl.core.errors import MeshctlError, PluginError, UsageError
+from meshctl.core.errors import MeshctlError, PluginError, UsageError, shorten
 from meshctl.core.facts import (
     Fact,
     command_fact,
@@ -33,8 +33,8 @@ from meshctl.core.facts import (
     service_state_fact,
     user_fact,
 )
-from meshctl.core.hookspecs import hookimpl
 from meshctl.core.files import SECRET_LIMIT, read_bytes, read_text, secret_file_problem
+from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import (
     Absent,
     Change,
@@ -94,20 +94,21 @@ from meshctl.core.types import (
     CertificateBackend,
     Check,
     CheckResult,
+    Importer,
     NodeContext,
+    NodeTool,
     OSFamily,
     OSRelease,
-    NodeTool,
     RegistryCredentials,
     Role,
     TopologySection,
 )
+from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
 
 __all__ = [
     "KEY_TYPES", "NODEID_OID", "check_csr", "generate_key", "inspect_cert", "issued_cert_problems", "key_to_pem",
     "load_certs", "load_csr", "load_private_key", "node_general_names", "public_key_pem", "sign_node_cert",
     "CommandRun", "EngineSettings", "mesh_command",
-from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
     "Absent", "BackendContext", "CertBackend", "CertificateBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
     "Group", "GuardedService", "MeshctlError", "Node", "NoChange", "NodeContext", "OSFamily", "OSRelease",
     "Operation", "OperationError", "Packages", "PlanResult", "PluginError", "RegistryCredentials", "Role",
@@ -115,7 +116,7 @@ from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
     "attr_fixes", "backup_commands", "command_fact", "decode_content", "exists_fact", "file_fact", "file_option",
     "glob_fact", "group_fact", "hookimpl", "load_topology_file", "make_engine", "output_option", "package_fact",
     "ReceptorSection", "base_dir", "receptor", "receptor_settings", "resolve_path", "run_options", "select_nodes", "service_fact", "service_state_fact", "user_fact",
-]
     "NodeTool", "SECRET_LIMIT", "read_bytes", "read_text", "secret_file_problem", "state_dir", "toml_comment",
     "toml_table", "valid_address",
     "DEFAULT_LISTENER_PORT", "Importer", "MESH_NAME_RE", "NODE_ID_RE", "shorten", "USER_GRAMMAR", "valid_user", "yaml_scalar",
+]

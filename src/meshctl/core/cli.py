@@ -17,6 +17,7 @@ from rich.console import Console
 from meshctl import __version__
 from meshctl.core.errors import MeshctlError, PluginError, TopologyError, UsageError, shorten
 from meshctl.core.files import atomic_write
+from meshctl.core.importing import ImportGroup
 from meshctl.core.plugins import MeshctlPlugins, create_plugin_manager, parse_plugin_args
 
 EXIT_INTERNAL = 70
@@ -302,27 +303,8 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         else:
             sys.stdout.buffer.write(data)
 
-    @cli.group("import")
-    def import_group() -> None:
-        """Convert other formats into mesh.yml."""
-
-    @import_group.command("aap-inventory")
-    @click.argument("inventory", type=click.Path(dir_okay=False, path_type=Path))
-    @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                  help="Write mesh.yml here instead of stdout.")
-    @click.pass_obj
-    def import_aap(state: State, inventory: Path, out: Path | None) -> None:
-        """Convert an AAP installer INI inventory into mesh.yml."""
-        from meshctl.core.importers import aap_inventory_convert
-
-        converted = aap_inventory_convert(inventory)
-        converted.check(state.plugins)  # never emit an invalid file
-        text = converted.text
-        if out is not None:
-            atomic_write(out, text)
-            state.err.print(f"wrote {out}", markup=False)
-        else:
-            click.echo(text, nl=False)
+    # Formats come from plugins (meshctl_register_importers).
+    cli.add_command(ImportGroup(plugins))
 
     @cli.command()
     def version() -> None:

@@ -27,7 +27,6 @@ MiB = 1 << 20
 
 #: Caps per kind of input; far above any real file, far below exhausting memory.
 TOPOLOGY_LIMIT = 32 * MiB
-INVENTORY_LIMIT = 8 * MiB
 BUNDLE_LIMIT = 16 * MiB
 BUNDLE_MEMBERS = 1000
 BUNDLE_UNPACKED_LIMIT = 64 * MiB

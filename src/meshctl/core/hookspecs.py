@@ -22,9 +22,10 @@ if TYPE_CHECKING:
     from meshctl.core.types import (
         CertBackend,
         Check,
+        Importer,
         NodeContext,
-        OSFamily,
         NodeTool,
+        OSFamily,
         RegistryCredentials,
         Role,
         TopologySection,
@@ -182,6 +183,45 @@ def meshctl_registry_files(ctx: NodeContext) -> Iterable[Operation] | None:
 @hookspec
 def meshctl_register_checks(register: Callable[[Check], None]) -> None:
     """Declare verification checks run by ``meshctl verify`` against live nodes."""
+
+
+@hookspec
+def meshctl_register_importers(register: Callable[[Importer], None]) -> None:
+    """Add a format to ``meshctl import``: ``register(Importer(name, convert=...))``.
+
+    ``convert(source)`` reads the file the user named and returns mesh.yml text, or
+    ``(text, lines)`` where ``lines[i]`` is the source line that text line ``i + 1``
+    came from (0: none). meshctl adds ``meshctl import NAME SOURCE [--out FILE]``,
+    validates the text with the loaded plugins before printing or writing anything,
+    and names the source's own line in an error when ``lines`` says it. Raise
+    ``UsageError("FILE:LINE: message")`` for a problem in the source. A format that
+    needs its own arguments or output registers ``command=`` (a click command)
+    instead. ``meshctl import --help`` lists every format with its plugin; format
+    names are named registrations: two plugins cannot register one name. Write
+    values with ``yaml_scalar``, never by hand: the source is outside input.
+
+    Example::
+
+        from meshctl.plugin import Importer, UsageError, read_text, yaml_scalar
+
+
+        def convert(source):
+            hosts = read_text(source, "host list", 1 << 20).split()
+            if not hosts:
+                raise UsageError(f"{source}: no host names")
+            lines = ["mesh: hosts", "nodes:"]
+            for host in hosts:
+                lines += [f"  - name: {yaml_scalar(host)}", "    role: execution",
+                          "    listener: {port: 27199}"]
+            return "\\n".join(lines) + "\\n"
+
+
+        @hookimpl
+        def meshctl_register_importers(register):
+            register(Importer("host-list", convert=convert, description="One host name a line."))
+
+    Since meshctl 0.1.
+    """
 
 
 @hookspec

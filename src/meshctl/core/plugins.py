@@ -24,11 +24,12 @@ from meshctl.core.errors import PluginError
 from meshctl.core.types import (
     CertBackend,
     Check,
+    Importer,
     NodeContext,
+    NodeTool,
     OSFamily,
     Role,
     TopologySection,
-    NodeTool,
 )
 
 ENTRY_POINT_GROUP = "meshctl"
@@ -49,6 +50,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "meshctl.plugins.hop_node",
     "meshctl.plugins.cert_backends",
     "meshctl.plugins.registry_auth",
+    "meshctl.plugins.import_aap",
 )
 
 

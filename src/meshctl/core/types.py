@@ -7,12 +7,13 @@ Plugins never return these from hooks directly: registration hooks receive a
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    import click
     from pydantic import BaseModel
 
     from meshctl.core.topology import Node, Topology
@@ -77,13 +78,13 @@ class Role:
     ``provisionable``: meshctl may provision nodes of this role over SSH.
     ``managed_by_default``: ``managed`` when mesh.yml does not say (None: provisionable).
     ``needs_runner``: the node runs ansible-runner itself (a controller's transmit/process).
-    """
     ``controller``: an AWX/AAP controller: it submits work (and signs it), names its
     TLS client ``tlsclient`` as AWX does on every submit, dials the nodes flagged
     ``peers_from_control_nodes`` and is what work-running nodes must reach.
     ``dot_shape``, ``mermaid_shape`` and ``legend_order``: how ``meshctl graph`` draws
     the role (a Graphviz shape, Mermaid's opening and closing brackets) and where its
     legend lists it (lower first, then by name).
+    """
 
     name: str
     runs_work: bool
@@ -91,7 +92,6 @@ class Role:
     description: str = ""
     managed_by_default: bool | None = None
     needs_runner: bool = False
-
     controller: bool = False
     dot_shape: str = "box"
     mermaid_shape: tuple[str, str] = ("[", "]")
@@ -109,6 +109,7 @@ class NodeTool:
     path: str
     directory: str = ""
     description: str = ""
+
 
 @dataclass(frozen=True)
 class CertBackend:
@@ -199,6 +200,24 @@ class Check:
     name: str
     run: Callable[[NodeContext], CheckResult]
     roles: tuple[str, ...] = ()
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Importer:
+    """A format ``meshctl import NAME`` reads. Give ``convert`` or ``command``.
+
+    ``convert(source)`` receives the path the user named and returns the mesh.yml text,
+    or ``(text, lines)`` where ``lines[i]`` is the source line that line ``i + 1`` of the
+    text came from (0: none), so a validation error names the source's own line. The
+    core adds ``meshctl import NAME SOURCE [--out FILE]``, validates the text with the
+    loaded plugins and prints it or writes it atomically. ``command`` is a click
+    command for a format that needs its own arguments or output; it is added as NAME.
+    """
+
+    name: str
+    convert: Callable[[Path], str | tuple[str, Sequence[int]]] | None = None
+    command: click.Command | None = None
     description: str = ""
 
 

@@ -19,7 +19,7 @@ from meshctl.core import receptor as R
 from meshctl.core.errors import UsageError
 from meshctl.core.hookspecs import hookimpl
 from meshctl.core.ops import File
-from meshctl.core.types import CertBackend, NodeContext, TopologySection, backend_problems
+from meshctl.core.types import CertBackend, Importer, NodeContext, TopologySection, backend_problems
 from meshctl.plugins.cert_backends import settings as S
 from meshctl.plugins.cert_backends.backends import (
     AwxBundle,
@@ -384,6 +384,14 @@ def meshctl_node_operations(ctx: NodeContext):
         ops.append(File(path=R.WORK_PUBLIC_KEY, content=pub, mode="0640", owner=rs.user, group=rs.group,
                         notify=[SERVICE, RELABEL]))
     return ops
+
+
+@hookimpl
+def meshctl_register_importers(register):
+    from meshctl.plugins.cert_backends.commands import import_awx_bundle
+
+    register(Importer("awx-bundle", command=import_awx_bundle,
+                      description="Print the mesh.yml node entry for an AWX install bundle."))
 
 
 @hookimpl

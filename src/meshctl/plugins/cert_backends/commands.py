@@ -200,25 +200,25 @@ def register(cli: click.Group) -> None:
                exit_on_failure=True)
         state.out.print(f"rotation complete: mesh CA is now {backend.current()[1].subject.rfc4514_string()}")
 
-    imp = cli.commands.get("import")
-    if isinstance(imp, click.Group):
-        @imp.command("awx-bundle")
-        @click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-        @click.pass_obj
-        def import_awx_bundle(state: Any, bundle: Path) -> None:
-            """Print the mesh.yml node entry for an AWX install bundle."""
-            from meshctl.core.files import shown
-            from meshctl.plugins.cert_backends.awx_bundle import read_awx_bundle
 
-            try:
-                b = read_awx_bundle(bundle)
-            except OSError as exc:
-                raise UsageError(f"{shown(bundle)}: {exc.strerror or exc}") from None
-            except ValueError as exc:  # its message starts with the bundle's name
-                raise UsageError(str(exc)) from None
-            click.echo(awx_bundle_entry(b, bundle), nl=False)
-            for note in awx_bundle_notes(b, bundle):
-                click.echo(f"note: {note}", err=True)
+# Registered as an import format (meshctl_register_importers in __init__).
+@click.command("awx-bundle")
+@click.argument("bundle", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.pass_obj
+def import_awx_bundle(state: Any, bundle: Path) -> None:
+    """Print the mesh.yml node entry for an AWX install bundle."""
+    from meshctl.core.files import shown
+    from meshctl.plugins.cert_backends.awx_bundle import read_awx_bundle
+
+    try:
+        b = read_awx_bundle(bundle)
+    except OSError as exc:
+        raise UsageError(f"{shown(bundle)}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # its message starts with the bundle's name
+        raise UsageError(str(exc)) from None
+    click.echo(awx_bundle_entry(b, bundle), nl=False)
+    for note in awx_bundle_notes(b, bundle):
+        click.echo(f"note: {note}", err=True)
 
 
 def awx_bundle_entry(b: Any, path: Path) -> str:
