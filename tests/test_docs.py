@@ -3,8 +3,9 @@ plugin it shows is byte for byte the one in examples/ (datasette's habit)."""
 
 from __future__ import annotations
 
-import inspect
+import ast
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,35 +13,16 @@ import pytest
 
 from meshctl.core import hookspecs
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import hookref  # noqa: E402
+from hookref import render_signature  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "plugins.md"
 EXAMPLES = ROOT / "examples"
 EXAMPLE = EXAMPLES / "meshctl-plugin-example"
 
 HOOKS = sorted(name for name in vars(hookspecs) if name.startswith("meshctl_"))
-
-
-def render_signature(fn) -> str:
-    """The canonical one-line signature the docs show: annotations as written in
-    hookspecs.py (string annotations unquoted, thanks to ``from __future__ import
-    annotations``), no line breaks."""
-    sig = inspect.signature(fn)  # eval_str=False: annotations stay source strings
-
-    def ann(value) -> str:
-        return value if isinstance(value, str) else inspect.formatannotation(value)
-
-    params = []
-    for p in sig.parameters.values():
-        text = p.name
-        if p.annotation is not inspect.Parameter.empty:
-            text += f": {ann(p.annotation)}"
-        if p.default is not inspect.Parameter.empty:
-            text += f" = {p.default!r}"
-        params.append(text)
-    ret = ""
-    if sig.return_annotation is not inspect.Signature.empty:
-        ret = f" -> {ann(sig.return_annotation)}"
-    return f"def {fn.__name__}({', '.join(params)}){ret}"
 
 
 @dataclass
@@ -215,3 +197,63 @@ def test_docs_show_the_example_plugin_verbatim(doc_text):
     assert set(shown) == set(files)
     for name, content in files.items():
         assert shown[name] == content, f"docs/plugins.md shows a stale copy of {name}"
+
+
+# -- docs/objects.md: the objects hooks receive ------------------------------------
+
+OBJECTS_DOC = ROOT / "docs" / "objects.md"
+
+
+def public_members(cls) -> set[str]:
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")}
+    names |= {n for n, v in vars(cls).items() if not n.startswith("_")
+              and (callable(v) or isinstance(v, property))}
+    return names | {n for n in getattr(cls, "__annotations__", {}) if not n.startswith("_")
+                    and n in vars(cls)}
+
+
+def undocumented_members(markdown: str) -> list[str]:
+    from meshctl.plugin import Node, NodeContext, Operation, Topology
+
+    sections = hook_sections(markdown)
+    missing = []
+    for cls in (NodeContext, Topology, Node, Operation):
+        text = "\n".join(sections[cls.__name__].lines) if cls.__name__ in sections else ""
+        missing += [f"{cls.__name__}.{n}" for n in sorted(public_members(cls)) if f"`{n}" not in text]
+    return missing
+
+
+def test_objects_page_documents_every_public_member():
+    assert undocumented_members(OBJECTS_DOC.read_text(encoding="utf-8")) == []
+
+
+def test_objects_check_sees_a_missing_member():
+    text = OBJECTS_DOC.read_text(encoding="utf-8").replace("| `via_chain(node)` |", "| via |")
+    assert undocumented_members(text) == ["Topology.via_chain"]
+
+
+# -- the hook reference is generated from the hookspec docstrings ---------------------
+
+def test_hook_reference_is_generated_from_the_docstrings(doc_text):
+    assert hookref.splice(doc_text, hookref.render(hookspecs)) == doc_text, (
+        "docs/plugins.md's hook reference is stale: run python scripts/hookref.py")
+
+
+@pytest.mark.parametrize("hook", HOOKS)
+def test_every_hook_docstring_has_prose_an_example_and_a_version(hook):
+    paragraphs, example, since = hookref.parse_docstring(getattr(hookspecs, hook))
+    ast.parse(example)  # the example is Python, not pseudo-code
+    assert since and len(" ".join(paragraphs)) > 150
+
+
+def test_a_hook_without_example_is_refused():
+    def meshctl_bare(register) -> None:
+        """Does something, at length enough to pass for prose but shows no example.
+
+        Since meshctl 0.1.
+        """
+
+    with pytest.raises(ValueError, match="meshctl_bare: its docstring lacks Example::"):
+        hookref.parse_docstring(meshctl_bare)

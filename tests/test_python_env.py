@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from meshctl.core import facts as F
 from meshctl.core import factscript
 from meshctl.core.engine import Engine, plan_operations
 from meshctl.core.errors import TopologyError
@@ -21,8 +20,8 @@ from meshctl.core.plugins import BUILTIN_PLUGINS, create_plugin_manager
 from meshctl.core.topology import load_topology, parse_topology
 from meshctl.core.types import NodeContext, OSFamily, OSRelease
 from meshctl.plugins import python_env as P
-
 from meshctl.plugins.python_env import ops as PO
+
 DEBIAN12 = OSRelease("debian", "12", (), "Debian GNU/Linux 12 (bookworm)", "x86_64")
 PINS = {"ansible-runner": "2.4.3", "receptorctl": "1.6.9"}
 DEPS = ["pexpect-4.9.0-py2.py3-none-any.whl", "pyyaml-6.0.2-cp311-cp311-manylinux_2_17_x86_64.whl"]

@@ -167,15 +167,15 @@ class MeshctlPlugins:
     def checks(self) -> dict[str, Check]:
         return {k: v.item for k, v in self._collect("meshctl_register_checks", "check").items()}
 
-    def owner(self, hook_name: str, name: str) -> str:
-        owned = self._cache.get(hook_name, {}).get(name)
-        return owned.plugin if owned else "?"
     def node_tools(self) -> dict[str, NodeTool]:
         return {k: v.item for k, v in self._collect("meshctl_register_node_tools", "node tool").items()}
 
     def importers(self) -> dict[str, Importer]:
         return {k: v.item for k, v in self._collect("meshctl_register_importers", "import format").items()}
 
+    def owner(self, hook_name: str, name: str) -> str:
+        owned = self._cache.get(hook_name, {}).get(name)
+        return owned.plugin if owned else "?"
 
     # -- per-node hooks ------------------------------------------------------
     def validate_topology(self, topology: Any, report: Any) -> None:
