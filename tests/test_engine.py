@@ -123,11 +123,13 @@ def test_engine_settings_never_reach_plugins():
     plugins = plugin_manager(_plugin("spy", meshctl_node_operations=hookimpl(
         lambda ctx: seen.append(dict(ctx.options)))))
     topo = parse(SEED_TEXT, plugins)
-    engine = Engine(topo, plugins, options={"motd_suffix": "x", "op_filter": lambda op: True},
-                    settings=EngineSettings(apply_timeout=5))
+    engine = Engine(topo, plugins, options={"motd_suffix": "x"},
+                    settings=EngineSettings(apply_timeout=5, op_filter=lambda op: True))
     engine.operations(engine.context(topo.node(SEED_NODE), recorded_facts("debian12-fresh").os_release))
     assert seen == [{"motd_suffix": "x"}]
     assert engine.settings.apply_timeout == 5 and engine.settings.op_filter is not None
+    with pytest.raises(ValueError, match="engine setting 'op_filter' passed as a plugin option"):
+        Engine(topo, plugins, options={"op_filter": lambda op: True})
 
 
 def test_removal_stops_services_first_and_purges_last():

@@ -1,13 +1,18 @@
 """The public surface for plugins: import what a plugin needs from here.
 
 Everything a plugin needs to register roles, OS families, certificate backends,
-topology sections, checks and commands, and to describe what a node should look
-like as operations over facts. Names not exported here are internal and may change.
+topology sections, checks, import formats and commands, and to describe what a
+node should look like as operations over facts. Three modules are public as
+namespaces too: ``facts`` (fact constructors), ``receptor`` (receptor.conf
+paths and settings) and ``pki`` (certificates). Names not reachable from here
+(and ``meshctl.testing``) are internal and may change in any release; the
+built-in plugins and both examples import nothing else, and tests/test_walls.py
+holds them to it.
 """
 
 from __future__ import annotations
 
-from meshctl.core import receptor
+from meshctl.core import facts, pki, receptor
 from meshctl.core.cli import (
     RunOptions,
     State,
@@ -33,8 +38,16 @@ from meshctl.core.facts import (
     service_state_fact,
     user_fact,
 )
-from meshctl.core.files import SECRET_LIMIT, read_bytes, read_text, secret_file_problem
+from meshctl.core.files import (
+    SECRET_LIMIT,
+    atomic_write,
+    read_bytes,
+    read_text,
+    secret_file_problem,
+    shown,
+)
 from meshctl.core.hookspecs import hookimpl
+from meshctl.core.hostcache import cache_root
 from meshctl.core.ops import (
     Absent,
     Change,
@@ -55,8 +68,16 @@ from meshctl.core.ops import (
     attr_fixes,
     backup_commands,
 )
-
-# Certificates: what a backend needs to put the Receptor NodeID right (docs/certificate-backends.md).
+from meshctl.core.oskit import (
+    FirewallRule,
+    FirewallSection,
+    Notice,
+    firewall_settings,
+    parse_kv,
+    runs_work,
+    state_fact,
+)
+from meshctl.core.output import print_checks, print_json, print_plan, print_summary, summary_counts
 from meshctl.core.pki import (
     KEY_TYPES,
     NODEID_OID,
@@ -64,15 +85,19 @@ from meshctl.core.pki import (
     generate_key,
     inspect_cert,
     key_to_pem,
+    load_cert,
     load_certs,
     load_csr,
     load_private_key,
     node_general_names,
     public_key_pem,
     sign_node_cert,
+    spki_der,
+    work_signing_keypair,
 )
 from meshctl.core.pki.checks import issued_cert_problems
-from meshctl.core.receptor import ReceptorSection, receptor_settings
+from meshctl.core.pki.keys import utc
+from meshctl.core.receptor import Octal, ReceptorSection, receptor_settings
 from meshctl.core.settings import EngineSettings
 from meshctl.core.topology import (
     DEFAULT_LISTENER_PORT,
@@ -102,21 +127,125 @@ from meshctl.core.types import (
     RegistryCredentials,
     Role,
     TopologySection,
+    backend_problems,
 )
 from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
 
 __all__ = [
-    "KEY_TYPES", "NODEID_OID", "check_csr", "generate_key", "inspect_cert", "issued_cert_problems", "key_to_pem",
-    "load_certs", "load_csr", "load_private_key", "node_general_names", "public_key_pem", "sign_node_cert",
-    "CommandRun", "EngineSettings", "mesh_command",
-    "Absent", "BackendContext", "CertBackend", "CertificateBackend", "Change", "Check", "CheckResult", "Cmd", "Command", "Directory", "Fact", "File",
-    "Group", "GuardedService", "MeshctlError", "Node", "NoChange", "NodeContext", "OSFamily", "OSRelease",
-    "Operation", "OperationError", "Packages", "PlanResult", "PluginError", "RegistryCredentials", "Role",
-    "RunOptions", "Service", "State", "StrictModel", "Topology", "TopologySection", "Upload", "UsageError", "User",
-    "attr_fixes", "backup_commands", "command_fact", "decode_content", "exists_fact", "file_fact", "file_option",
-    "glob_fact", "group_fact", "hookimpl", "load_topology_file", "make_engine", "output_option", "package_fact",
-    "ReceptorSection", "base_dir", "receptor", "receptor_settings", "resolve_path", "run_options", "select_nodes", "service_fact", "service_state_fact", "user_fact",
-    "NodeTool", "SECRET_LIMIT", "read_bytes", "read_text", "secret_file_problem", "state_dir", "toml_comment",
-    "toml_table", "valid_address",
-    "DEFAULT_LISTENER_PORT", "Importer", "MESH_NAME_RE", "NODE_ID_RE", "shorten", "USER_GRAMMAR", "valid_user", "yaml_scalar",
+    "Absent",
+    "atomic_write",
+    "attr_fixes",
+    "backend_problems",
+    "BackendContext",
+    "cache_root",
+    "backup_commands",
+    "base_dir",
+    "CertBackend",
+    "CertificateBackend",
+    "Change",
+    "Check",
+    "check_csr",
+    "CheckResult",
+    "Cmd",
+    "Command",
+    "command_fact",
+    "CommandRun",
+    "decode_content",
+    "DEFAULT_LISTENER_PORT",
+    "Directory",
+    "EngineSettings",
+    "exists_fact",
+    "Fact",
+    "facts",
+    "File",
+    "file_fact",
+    "file_option",
+    "firewall_settings",
+    "FirewallRule",
+    "FirewallSection",
+    "generate_key",
+    "glob_fact",
+    "Group",
+    "group_fact",
+    "GuardedService",
+    "hookimpl",
+    "Importer",
+    "inspect_cert",
+    "issued_cert_problems",
+    "key_to_pem",
+    "KEY_TYPES",
+    "load_cert",
+    "load_certs",
+    "load_csr",
+    "load_private_key",
+    "load_topology_file",
+    "make_engine",
+    "mesh_command",
+    "MESH_NAME_RE",
+    "MeshctlError",
+    "NoChange",
+    "Node",
+    "node_general_names",
+    "NODE_ID_RE",
+    "NodeContext",
+    "NODEID_OID",
+    "NodeTool",
+    "Notice",
+    "Octal",
+    "Operation",
+    "OperationError",
+    "OSFamily",
+    "OSRelease",
+    "output_option",
+    "package_fact",
+    "Packages",
+    "parse_kv",
+    "pki",
+    "PlanResult",
+    "PluginError",
+    "print_checks",
+    "print_json",
+    "print_plan",
+    "print_summary",
+    "public_key_pem",
+    "read_bytes",
+    "read_text",
+    "receptor",
+    "receptor_settings",
+    "ReceptorSection",
+    "RegistryCredentials",
+    "resolve_path",
+    "Role",
+    "run_options",
+    "RunOptions",
+    "runs_work",
+    "secret_file_problem",
+    "SECRET_LIMIT",
+    "select_nodes",
+    "Service",
+    "service_fact",
+    "service_state_fact",
+    "shorten",
+    "shown",
+    "sign_node_cert",
+    "spki_der",
+    "State",
+    "state_dir",
+    "state_fact",
+    "StrictModel",
+    "summary_counts",
+    "toml_comment",
+    "toml_table",
+    "Topology",
+    "TopologySection",
+    "Upload",
+    "UsageError",
+    "User",
+    "user_fact",
+    "USER_GRAMMAR",
+    "utc",
+    "valid_address",
+    "valid_user",
+    "work_signing_keypair",
+    "yaml_scalar",
 ]

@@ -36,7 +36,7 @@ from meshctl.core.planner import (
 )
 from meshctl.core.plugins import MeshctlPlugins
 from meshctl.core.results import HostResult, Reporter
-from meshctl.core.settings import EngineSettings
+from meshctl.core.settings import ENGINE_SETTINGS, EngineSettings
 from meshctl.core.topology import Node, Topology
 from meshctl.core.transport import RemoteError, SSHOptions, TransportPool, UnreachableError
 from meshctl.core.types import NodeContext, OSRelease
@@ -80,7 +80,8 @@ class Engine:
             topology.plugins = plugins
         self.ssh = ssh or SSHOptions()
         self.forks = max(1, forks)
-        self.options, self.settings = _split(options or {}, settings or EngineSettings())
+        self.options = _plugin_options(options or {})
+        self.settings = settings or EngineSettings()
         self.reporter = reporter or Reporter()
         self.debug = debug
         self._blobs: dict[str, bytes | None] = {}  # host cache blobs read this run
@@ -256,14 +257,11 @@ def _judge(result: HostResult) -> None:
         result.error = "failed checks: " + ", ".join(failed)
 
 
-def _split(options: dict[str, Any], settings: EngineSettings) -> tuple[dict[str, Any], EngineSettings]:
-    """Plugin options, and the engine's settings. Callers written before the two were
-    separate pass settings among the options ({"remove": {...}, "op_filter": f}): they
-    are taken out here, so plugins never see them."""
-    names = {f.name for f in dataclasses.fields(EngineSettings)}
-    given = {k: v for k, v in options.items() if k in names}
-    if "remove" in given and isinstance(given["remove"], dict):
-        given["purge_user"] = bool(given["remove"].get("purge_user"))
-        given["remove"] = True
-    plugin_options = {k: v for k, v in options.items() if k not in names}
-    return plugin_options, dataclasses.replace(settings, **given) if given else settings
+def _plugin_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Plugin options, refused when one is named like an engine setting: the two are
+    separate namespaces (settings go in ``settings=EngineSettings(...)``)."""
+    clash = sorted(set(options) & ENGINE_SETTINGS)
+    if clash:
+        raise ValueError(f"engine setting {clash[0]!r} passed as a plugin option: "
+                         f"use settings=EngineSettings({clash[0]}=...)")
+    return dict(options)

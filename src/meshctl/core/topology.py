@@ -38,10 +38,6 @@ from meshctl.core.topology_model import (
 )
 from meshctl.core.topology_rules import check_rules
 
-# The importer used these names before they were public.
-_NODE_ID_RE = NODE_ID_RE
-_MESH_NAME_RE = MESH_NAME_RE
-
 __all__ = [
     "DEFAULT_LISTENER_PORT",
     "MESH_NAME_RE",

@@ -27,6 +27,15 @@ from meshctl.core.pki.names import cn_name, node_general_names
 BACKDATE = dt.timedelta(minutes=5)
 
 
+
+_USAGES = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+           "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+
+
+def key_usage(**granted: bool) -> x509.KeyUsage:
+    """A KeyUsage with only the ``granted`` bits set."""
+    return x509.KeyUsage(**{u: granted.get(u, False) for u in _USAGES})
+
 def create_ca(
     common_name: str, key_type: KeyType = "rsa4096", days: int = 3650, now: dt.datetime | None = None
 ) -> tuple[NodeKey, x509.Certificate]:
@@ -49,14 +58,7 @@ def create_ca(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True, crl_sign=True,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(key_cert_sign=True, crl_sign=True), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -106,14 +108,7 @@ def sign_node_cert(
         .not_valid_before(now - BACKDATE)
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=is_rsa,
-                data_encipherment=False, key_agreement=False, key_cert_sign=False, crl_sign=False,
-                encipher_only=False, decipher_only=False,
-            ),
-            critical=True,
-        )
+        .add_extension(key_usage(digital_signature=True, key_encipherment=is_rsa), critical=True)
         .add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
             critical=False,

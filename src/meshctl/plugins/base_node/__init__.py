@@ -9,22 +9,27 @@ import shlex
 import time
 from typing import Any
 
-from meshctl.core import facts as F
-from meshctl.core import receptor as R
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import (
+from meshctl.plugin import (
     Change,
+    Check,
+    CheckResult,
     Directory,
     File,
     Group,
     GuardedService,
+    NodeContext,
+    Octal,
     Packages,
     PlanResult,
+    ReceptorSection,
+    Role,
     Upload,
     User,
+    hookimpl,
+    receptor_settings,
 )
-from meshctl.core.receptor import Octal, ReceptorSection, receptor_settings
-from meshctl.core.types import Check, CheckResult, NodeContext, Role
+from meshctl.plugin import facts as F
+from meshctl.plugin import receptor as R
 
 settings = receptor_settings  # this plugin's short name for core's accessor
 
@@ -109,7 +114,7 @@ def binary_operations(ctx: NodeContext, s: ReceptorSection, svc: str) -> list[An
         return [B.ReleaseBinary(version=s.version, arch=ctx.os_release.arch, sha256=s.sha256,
                                 base_url=s.release_url, notify=[svc, relabel])]
     if s.install == "local":
-        from meshctl.core.topology import resolve_path
+        from meshctl.plugin import resolve_path
 
         source = resolve_path(ctx.topology, s.binary or "")
         return [Upload(path=R.BINARY, source=str(source), mode="0755", notify=[svc, relabel],
@@ -223,7 +228,7 @@ def meshctl_register_commands(cli):
 
 @hookimpl
 def meshctl_removal_operations(ctx: NodeContext, purge_user: bool):
-    from meshctl.core.ops import Absent, Command, Service
+    from meshctl.plugin import Absent, Command, Service
 
     if not ctx.node.managed:
         return None

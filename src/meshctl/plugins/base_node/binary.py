@@ -17,10 +17,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meshctl.core import facts as F
-from meshctl.core import receptor as R
-from meshctl.core.errors import MeshctlError
-from meshctl.core.ops import Change, NoChange, Operation, OperationError, PlanResult, Upload
+from meshctl.plugin import (
+    Change,
+    MeshctlError,
+    NoChange,
+    Operation,
+    OperationError,
+    PlanResult,
+    Upload,
+    cache_root,
+)
+from meshctl.plugin import facts as F
+from meshctl.plugin import receptor as R
 
 ARCH = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 BASE_URL = "https://github.com/ansible/receptor/releases/download"
@@ -64,8 +72,7 @@ def _parse_version(output: str, rc: int) -> dict[str, Any]:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(base) / "meshctl" / "receptor"
+    return cache_root() / "receptor"
 
 
 Opener = Callable[[str], Any]

@@ -17,7 +17,7 @@ def register(cli: click.Group) -> None:
         """Make receptor's start-up checks now, on each node: receptor.conf sections and
         keys, NodeID in certificates, key/certificate pairs, chains, file access for the
         service user, listener ports, peer name resolution, clock skew."""
-        from meshctl.core.output import print_checks, print_json, summary_counts
+        from meshctl.plugin import print_checks, print_json, summary_counts
         from meshctl.plugins.base_node import preflight as P
         from meshctl.plugins.base_node import settings
 
@@ -51,8 +51,7 @@ def register_remove(cli: click.Group) -> None:
         firewall rule meshctl opened. Shows what it will remove first."""
         import sys
 
-        from meshctl.core.errors import UsageError
-        from meshctl.core.output import print_json, print_plan, print_summary, summary_counts
+        from meshctl.plugin import UsageError, print_json, print_plan, print_summary, summary_counts
 
         state, output = cmd.state, cmd.output
         targets = cmd.nodes(",".join(n for v in nodes for n in v.split(",") if n))
@@ -101,7 +100,7 @@ def register_status(cli: click.Group) -> None:
         from rich.markup import escape
         from rich.table import Table
 
-        from meshctl.core.output import print_json, summary_counts
+        from meshctl.plugin import print_json, summary_counts
         from meshctl.plugins.base_node import settings
         from meshctl.plugins.base_node import status as S
 
@@ -163,7 +162,7 @@ def register_diagnose(cli: click.Group) -> None:
         receptor.log and of the journal, certificate summaries (never keys), podman info as
         the service user, worker-info, and the work units' status and stdout under
         receptor's data directory (the real error behind "exit status 1"). Secrets are redacted."""
-        from meshctl.core.files import atomic_write
+        from meshctl.plugin import atomic_write
         from meshctl.plugins.base_node import diagnose as D
         from meshctl.plugins.base_node import settings
 
@@ -183,7 +182,7 @@ def register_diagnose(cli: click.Group) -> None:
 
         (res,) = engine.probe([node], script, evaluate)
         if res.status == "unreachable" or not collected:
-            from meshctl.core.errors import MeshctlError
+            from meshctl.plugin import MeshctlError
 
             raise MeshctlError(f"{node.name}: {res.cause or 'failed'}: {res.error or 'nothing collected'}")
         data, redactions = D.archive(node.name, collected, D.known_secrets(state.plugins, topo, node))

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from meshctl.core import receptor as R
+from meshctl.plugin import receptor as R
 
 M = "@@meshctl-diag"
 MAX_UNITS = 20

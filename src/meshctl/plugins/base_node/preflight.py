@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from meshctl.core import pki as C
-from meshctl.core import receptor as R
+from meshctl.plugin import pki as C
+from meshctl.plugin import receptor as R
 
 MARK = "@@meshctl-preflight"
 MAX_CLOCK_SKEW = 30.0
@@ -292,7 +292,7 @@ def dialed_as(topology: Any, node: Any) -> list[str]:
 
 def peer_hosts(topology: Any, node: Any) -> list[str]:
     """Peer addresses that need resolving (names, not IPs)."""
-    from meshctl.core.topology import valid_address
+    from meshctl.plugin import valid_address
 
     hosts = []
     for name in node.peers:

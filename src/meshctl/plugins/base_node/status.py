@@ -7,8 +7,8 @@ import re
 import shlex
 from typing import Any
 
-from meshctl.core import pki as C
-from meshctl.core import receptor as R
+from meshctl.plugin import pki as C
+from meshctl.plugin import receptor as R
 
 M = "@@meshctl-status"
 

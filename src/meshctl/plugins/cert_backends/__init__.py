@@ -14,12 +14,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from meshctl.core import files
-from meshctl.core import receptor as R
-from meshctl.core.errors import UsageError
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import File
-from meshctl.core.types import CertBackend, Importer, NodeContext, TopologySection, backend_problems
+from meshctl.plugin import (
+    SECRET_LIMIT,
+    CertBackend,
+    File,
+    Importer,
+    NodeContext,
+    TopologySection,
+    UsageError,
+    atomic_write,
+    backend_problems,
+    hookimpl,
+    read_bytes,
+    secret_file_problem,
+)
+from meshctl.plugin import receptor as R
 from meshctl.plugins.cert_backends import settings as S
 from meshctl.plugins.cert_backends.backends import (
     AwxBundle,
@@ -168,7 +177,7 @@ def meshctl_validate_topology(topology, report):
             if problem:
                 report(("work_signing", "public_key"), f"{p}: {problem}")
         if ws.private_key:
-            found = files.secret_file_problem(S.resolve_path(topology, ws.private_key), "work_signing private_key")
+            found = secret_file_problem(S.resolve_path(topology, ws.private_key), "work_signing private_key")
             if found is not None:
                 report(("work_signing", "private_key"), found[1], found[0])
     elif ws is not None and not ws.verify:
@@ -192,13 +201,13 @@ def _secret_problem(backend: Any) -> tuple[str, str, str] | None:
         option, path, what = "bundle", backend.path, "install bundle"
     else:
         return None
-    found = files.secret_file_problem(path, what)
+    found = secret_file_problem(path, what)
     return None if found is None else (option, *found)
 
 
 def _read_key(path: Path, what: str) -> bytes:
     # The safe reader: a FIFO must not block, /dev/zero must not fill memory.
-    return files.read_bytes(path, what, files.SECRET_LIMIT)
+    return read_bytes(path, what, SECRET_LIMIT)
 
 
 def _joins_awx(topology: Any) -> bool:
@@ -262,7 +271,7 @@ def _work_public_key(topo: Any) -> bytes | None:
         return None
     if ws is not None and ws.public_key:
         return _read_key(S.resolve_path(topo, ws.public_key), "work_signing public_key")
-    from meshctl.core.pki import work_signing_keypair
+    from meshctl.plugin import work_signing_keypair
     from meshctl.plugins.cert_backends.backends import write_private
 
     d = S.state_dir(topo)
@@ -271,7 +280,7 @@ def _work_public_key(topo: Any) -> bytes | None:
         if not pub.exists():
             private_pem, public_pem = work_signing_keypair()
             write_private(priv, private_pem)
-            files.atomic_write(pub, public_pem)  # its existence marks the pair complete
+            atomic_write(pub, public_pem)  # its existence marks the pair complete
     return _read_key(pub, "work public key")
 
 
@@ -354,7 +363,7 @@ def meshctl_node_operations(ctx: NodeContext):
     node, topo = ctx.node, ctx.topology
     if not node.managed:
         return None
-    from meshctl.core.receptor import receptor_settings
+    from meshctl.plugin import receptor_settings
 
     rs = receptor_settings(ctx)
     plugins = ctx.options.get("plugins") or _plugins_of(topo)

@@ -21,17 +21,18 @@ from typing import Any, Literal
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from meshctl.core.errors import UsageError
-from meshctl.core.files import read_bytes, shown
-from meshctl.core.pki import (
+from meshctl.plugin import (
     NODEID_OID,
+    UsageError,
     inspect_cert,
     load_cert,
     load_certs,
     load_private_key,
+    read_bytes,
+    shown,
     spki_der,
+    utc,
 )
-from meshctl.core.pki.keys import utc
 
 Layout = Literal["awx>=23", "awx<23"]
 # Member names (below "<host>_install_bundle/") per layout. The "awx<23" names were

@@ -14,11 +14,17 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from pydantic import Field
 
-from meshctl.core import files
-from meshctl.core import pki as C
-from meshctl.core.errors import MeshctlError, UsageError
-from meshctl.core.topology import StrictModel
-from meshctl.core.types import BackendContext  # noqa: F401 (re-exported)
+from meshctl.plugin import (
+    SECRET_LIMIT,
+    BackendContext,  # noqa: F401 (re-exported)
+    MeshctlError,
+    StrictModel,
+    UsageError,
+    atomic_write,
+    read_bytes,
+    shown,
+)
+from meshctl.plugin import pki as C
 from meshctl.plugins.cert_backends import awx_bundle as AB
 
 
@@ -34,13 +40,13 @@ def write_private(path: Path, data: bytes) -> None:
     """Write a secret file 0600 atomically (never world-readable, not even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     # atomic_write's temporary file is made 0600 by mkstemp, before any byte is written.
-    files.atomic_write(path, data, mode=0o600)
+    atomic_write(path, data, mode=0o600)
 
 
 def _read(path: Path, what: str) -> bytes:
     """A CA or state file through the safe reader (no FIFO hang, size cap), as a CertError."""
     try:
-        return files.read_bytes(path, what, files.SECRET_LIMIT)
+        return read_bytes(path, what, SECRET_LIMIT)
     except UsageError as exc:
         raise CertError(str(exc)) from None
 
@@ -128,7 +134,7 @@ class SelfSigned(_Signer):
                 k, c = C.create_ca(C.ca_common_name(self.ctx.mesh), "rsa4096", 3650)
                 self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
                 write_private(key, C.key_to_pem(k))
-                files.atomic_write(crt, _pem(c))
+                atomic_write(crt, _pem(c))
             try:
                 # Our own 0600 state: skip RSA consistency checks (a quarter second for 4096 bits).
                 pair = (C.load_private_key(_read(key, "mesh CA key"), trusted=True),
@@ -249,11 +255,11 @@ class AwxBundle:
             try:
                 self._bundle = AB.read_awx_bundle(self.path)
             except OSError as exc:
-                raise CertError(f"{files.shown(self.path)}: {exc.strerror or exc}") from None
+                raise CertError(f"{shown(self.path)}: {exc.strerror or exc}") from None
             except ValueError as exc:
                 # Its message starts with the bundle's name: say the full path once.
-                detail = str(exc).removeprefix(files.shown(self.path.name) + ": ")
-                raise CertError(f"{files.shown(self.path)}: {detail}") from None
+                detail = str(exc).removeprefix(shown(self.path.name) + ": ")
+                raise CertError(f"{shown(self.path)}: {detail}") from None
         return self._bundle
 
     def validate(self) -> list[str]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from meshctl.core.errors import MeshctlError
-from meshctl.core.pki import load_certs, load_private_key
-from meshctl.core.pki.checks import issued_cert_problems
+from meshctl.plugin import MeshctlError, issued_cert_problems, load_certs, load_private_key
 
 
 class BackendError(MeshctlError):

@@ -8,10 +8,24 @@ from typing import Any
 
 import click
 
-from meshctl.core import cli as corecli
-from meshctl.core import receptor as R
-from meshctl.core.errors import UsageError
-from meshctl.core.ops import Service
+from meshctl.plugin import (
+    CommandRun,
+    EngineSettings,
+    Service,
+    UsageError,
+    atomic_write,
+    inspect_cert,
+    mesh_command,
+    print_json,
+    print_summary,
+    summary_counts,
+)
+from meshctl.plugin import (
+    facts as F,
+)
+from meshctl.plugin import (
+    receptor as R,
+)
 from meshctl.plugins.cert_backends import settings as S
 
 
@@ -21,9 +35,13 @@ def _cert_ops_only(op: Any) -> bool:
     return isinstance(op, (NodeCertificate, Service)) or op.id in (f"file:{R.CA_FILE}", "cmd:restorecon")
 
 
-def _nodes(topo: Any, node_opt: tuple[str, ...]) -> Any:
+def _nodes(cmd: CommandRun, node_opt: tuple[str, ...]) -> Any:
     names = [n for v in node_opt for n in v.split(",") if n]
-    return corecli.select_nodes(topo, ",".join(names) if names else None)
+    return cmd.nodes(",".join(names) if names else None)
+
+
+#: certs commands plan certificate operations only.
+CERTS_ONLY = EngineSettings(op_filter=_cert_ops_only)
 
 
 def register(cli: click.Group) -> None:
@@ -31,20 +49,17 @@ def register(cli: click.Group) -> None:
     def certs() -> None:
         """Node certificates: issue offline, status, renew, rotate the mesh CA."""
 
-    @certs.command("issue")
-    @corecli.file_option
+    @mesh_command(certs, "issue", reaches_nodes=False, output=False)
     @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=Path),
                   help="Directory for <node>.crt, <node>.key and ca.crt.")
     @click.option("--node", "node_opt", multiple=True, help="Only these nodes (repeatable, or comma separated).")
-    @click.pass_obj
-    def issue(state: Any, file: Path, out: Path, node_opt: tuple[str, ...]) -> None:
+    def issue(cmd: CommandRun, out: Path, node_opt: tuple[str, ...]) -> None:
         """Issue certificates offline (keys made here), e.g. for nodes meshctl does not reach."""
-        from meshctl.core import files
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import write_private
 
-        topo = corecli.load_topology_file(state, file)
-        nodes = _nodes(topo, node_opt)
+        state, topo = cmd.state, cmd.topology
+        nodes = _nodes(cmd, node_opt)
         # Issue everything in memory first: a node that fails leaves no files of the others.
         issued, trust = [], None
         for node in nodes:
@@ -57,32 +72,22 @@ def register(cli: click.Group) -> None:
         out.mkdir(parents=True, exist_ok=True)
         for name, key_pem, cert_pem in issued:
             write_private(out / f"{name}.key", key_pem)
-            files.atomic_write(out / f"{name}.crt", cert_pem)
+            atomic_write(out / f"{name}.crt", cert_pem)
             state.out.print(f"{name}: {out / (name + '.crt')}, {out / (name + '.key')} (0600)")
         if trust is not None:
-            files.atomic_write(out / "ca.crt", trust)
+            atomic_write(out / "ca.crt", trust)
             state.out.print(f"CA: {out / 'ca.crt'}")
 
-    @certs.command("status")
-    @corecli.file_option
-    @corecli.run_options
-    @corecli.output_option
+    @mesh_command(certs, "status")
     @click.option("--warn-days", type=click.IntRange(0, 36500), default=30, show_default=True,
                   help="Warn when a certificate expires within this many days.")
-    @click.pass_context
-    def status(ctx: click.Context, file, run: corecli.RunOptions, output, warn_days) -> None:
+    def status(cmd: CommandRun, warn_days) -> None:
         """Read each node's certificate: names, NodeID, issuer, expiry, chain and key."""
-        from meshctl.core import facts as F
-        from meshctl.core import pki as C
-        from meshctl.core.output import PlainReporter, print_json
         from meshctl.plugins.cert_backends import backend_for
 
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        nodes = corecli.select_nodes(topo, run.limit)
-        engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0),
-                                 {"op_filter": _cert_ops_only})
-        results = engine.facts(nodes)
+        state, topo = cmd.state, cmd.topology
+        nodes = cmd.nodes()
+        results = cmd.engine(CERTS_ONLY).facts(nodes)
         rows, bad = [], 0
         for node, r in zip(nodes, results, strict=True):
             row: dict[str, Any] = {"node": node.name}
@@ -101,7 +106,7 @@ def register(cli: click.Group) -> None:
                 continue
             key = facts.get(f"pubkey:{R.node_key(node.name)}", {})
             trust = backend_for(state.plugins, topo, node).trust_bundle()
-            st = C.inspect_cert(pem, trust, key.get("pem", "").encode() or None)
+            st = inspect_cert(pem, trust, key.get("pem", "").encode() or None)
             problems = st.ok(node.name, S.node_addresses(node), 0)
             row.update(subject=st.subject_cn, names=st.dns_names + st.ip_addresses, node_ids=st.node_ids,
                        issuer=st.issuer, serial=format(st.serial, "x"), not_after=st.not_after.isoformat(), days_left=round(st.days_left, 1),
@@ -114,52 +119,42 @@ def register(cli: click.Group) -> None:
             else:
                 row["status"] = "ok"
             rows.append(row)
-        if output == "json":
+        if cmd.output == "json":
             print_json({"command": "certs status", "mesh": topo.mesh, "nodes": rows})
         else:
             _print_status(state, rows, warn_days)
         if bad:
-            ctx.exit(1)
+            cmd.exit(1)
 
-    @certs.command("renew")
-    @corecli.file_option
-    @corecli.run_options
-    @corecli.output_option
+    @mesh_command(certs, "renew")
     @click.option("--within", type=click.IntRange(0, 36500), default=None,
                   help="Reissue certificates expiring within DAYS [default: certificates.renew_within_days].")
     @click.option("--node", "node_opt", multiple=True, help="Only these nodes.")
     @click.option("--force", is_flag=True, help="Reissue even when not expiring.")
-    @click.pass_context
-    def renew(ctx: click.Context, file, run: corecli.RunOptions, output, within, node_opt, force) -> None:
+    def renew(cmd: CommandRun, within, node_opt, force) -> None:
         """Reissue certificates that need it and restart receptor (TLS files are read
         only at start-up), one node at a time so the mesh stays connected."""
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        nodes = _nodes(topo, node_opt) if node_opt else corecli.select_nodes(topo, run.limit)
-        options: dict[str, Any] = {"op_filter": _cert_ops_only}
+        nodes = _nodes(cmd, node_opt) if node_opt else cmd.nodes()
+        options: dict[str, Any] = {}
         if within is not None:
             options["cert_renew_within"] = within
         if force:
             options["cert_force"] = [n.name for n in nodes]
-        _apply(ctx, topo, nodes, options, output, run, title="certs renew")
+        _apply(cmd, nodes, options, title="certs renew")
 
-    @certs.command("rotate-ca")
-    @corecli.file_option
-    @corecli.run_options
+    @mesh_command(certs, "rotate-ca", output=False)
     @click.option("--apply", "do_apply", is_flag=True, help="Carry the rotation out (without it: show the plan).")
-    @click.pass_context
-    def rotate_ca(ctx: click.Context, file, run: corecli.RunOptions, do_apply) -> None:
+    def rotate_ca(cmd: CommandRun, do_apply) -> None:
         """Replace the mesh CA without breaking the mesh: nodes trust old and new CA,
         every certificate is reissued by the new one, then the old CA is dropped."""
         from meshctl.plugins.cert_backends import backend_for
         from meshctl.plugins.cert_backends.backends import SelfSigned
         from meshctl.plugins.cert_backends.checked import unwrap
 
-        state = ctx.obj
-        topo = corecli.load_topology_file(state, file)
-        nodes = corecli.select_nodes(topo, None)
-        if run.limit:
+        state, topo = cmd.state, cmd.topology
+        if cmd.run.limit:
             raise UsageError("rotate-ca works on the whole mesh: every node must trust the new CA")
+        nodes = cmd.nodes("")
         backends = {id(b): b for b in (unwrap(backend_for(state.plugins, topo, n)) for n in nodes)}
         if len(backends) != 1 or not isinstance(next(iter(backends.values())), SelfSigned):
             raise UsageError("rotate-ca rotates the CA meshctl keeps (backend selfsigned) used by every node; "
@@ -188,16 +183,13 @@ def register(cli: click.Group) -> None:
             backend.set_rotation_phase("trust-both")
             phase = "trust-both"
         if phase == "trust-both":
-            _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", run, title="1/3 trust both CAs",
-                   exit_on_failure=True)
+            _apply(cmd, nodes, {}, title="1/3 trust both CAs")
             backend.set_rotation_phase("reissue")
             phase = "reissue"
         if phase == "reissue":
-            _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only, "cert_force": [n.name for n in nodes]},
-                   "text", run, title="2/3 reissue from the new CA", exit_on_failure=True)
+            _apply(cmd, nodes, {"cert_force": [n.name for n in nodes]}, title="2/3 reissue from the new CA")
             backend.promote_next()
-        _apply(ctx, topo, nodes, {"op_filter": _cert_ops_only}, "text", run, title="3/3 drop the old CA",
-               exit_on_failure=True)
+        _apply(cmd, nodes, {}, title="3/3 drop the old CA")
         state.out.print(f"rotation complete: mesh CA is now {backend.current()[1].subject.rfc4514_string()}")
 
 
@@ -207,7 +199,7 @@ def register(cli: click.Group) -> None:
 @click.pass_obj
 def import_awx_bundle(state: Any, bundle: Path) -> None:
     """Print the mesh.yml node entry for an AWX install bundle."""
-    from meshctl.core.files import shown
+    from meshctl.plugin import shown
     from meshctl.plugins.cert_backends.awx_bundle import read_awx_bundle
 
     try:
@@ -226,7 +218,7 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
     through a YAML writer: a bundle is outside input, and a raw value could add keys."""
     import yaml
 
-    from meshctl.core.files import shown
+    from meshctl.plugin import shown
 
     raw_port = b.variables.get("receptor_port", b.variables.get("receptor_listener_port"))
     if (b.listener_port is None and b.variables.get("receptor_listener", True) is not False
@@ -266,32 +258,29 @@ def awx_bundle_entry(b: Any, path: Path) -> str:
 def awx_bundle_notes(b: Any, path: Path) -> list[str]:
     """What the entry cannot carry, for stderr (seen even when stdout goes to a file)."""
     if b.mintls13:
-        from meshctl.core.files import shown
+        from meshctl.plugin import shown
 
         return [f"{shown(path.name)}: receptor_mintls13 is true; in meshctl it is mesh-wide: "
                 "set receptor: {mintls13: true} in mesh.yml"]
     return []
 
 
-def _apply(ctx: click.Context, topo: Any, nodes: list, options: dict, output: str, run: corecli.RunOptions,
-           title: str, exit_on_failure: bool = True) -> list:
-    from meshctl.core.output import PlainReporter, print_json, print_summary, summary_counts
-
-    state = ctx.obj
+def _apply(cmd: CommandRun, nodes: list, options: dict, title: str) -> list:
+    state = cmd.state
     # One node at a time: a restarting node must never take the whole mesh down.
-    engine = corecli.make_engine(state, topo, run, PlainReporter(verbose=state.verbose > 0), options, forks=1)
+    engine = cmd.engine(CERTS_ONLY, options=options, forks=1)
     results = []
     for node in nodes:
         (res,) = engine.apply([node])
         results.append(res)
         if res.status in ("failed", "unreachable"):
             break
-    if output == "json":
+    if cmd.output == "json":
         print_json({"command": title, "summary": summary_counts(results), "hosts": [r.to_json() for r in results]})
     else:
         print_summary(state.out, results, verbose=state.verbose > 0, title=title)
-    if any(r.status in ("failed", "unreachable") for r in results) and exit_on_failure:
-        ctx.exit(1)
+    if any(r.status in ("failed", "unreachable") for r in results):
+        cmd.exit(1)
     return results
 
 

@@ -8,10 +8,18 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from meshctl.core import facts as F
-from meshctl.core import pki as C
-from meshctl.core.errors import MeshctlError
-from meshctl.core.ops import Change, Cmd, File, NoChange, Operation, PlanResult, attr_fixes
+from meshctl.plugin import (
+    Change,
+    Cmd,
+    File,
+    MeshctlError,
+    NoChange,
+    Operation,
+    PlanResult,
+    attr_fixes,
+)
+from meshctl.plugin import facts as F
+from meshctl.plugin import pki as C
 
 _CSR_RE = re.compile(r"-----BEGIN CERTIFICATE REQUEST-----.+?-----END CERTIFICATE REQUEST-----", re.S)
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from meshctl.core.topology import Node, StrictModel, Topology, base_dir, resolve_path  # noqa: F401 (re-exported)
+from meshctl.plugin import Node, StrictModel, Topology, base_dir, resolve_path  # noqa: F401 (re-exported)
+from meshctl.plugin import state_dir as core_state_dir
 
 KeyType = Literal["rsa2048", "rsa4096", "ecdsa-p256", "ecdsa-p384"]
-STATE_ENV = "MESHCTL_STATE_DIR"
 
 
 class CertificatesSection(StrictModel):
@@ -88,12 +87,7 @@ def state_dir(topo: Topology) -> Path:
     """Where the mesh CA and generated keys live: certificates.state_dir, else
     $MESHCTL_STATE_DIR/<mesh>, else ~/.local/share/meshctl/<mesh>."""
     configured = mesh_settings(topo).state_dir
-    if configured:
-        return resolve_path(topo, configured)
-    if os.environ.get(STATE_ENV):
-        return Path(os.environ[STATE_ENV]) / topo.mesh
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data) / "meshctl" / topo.mesh
+    return resolve_path(topo, configured) if configured else core_state_dir(topo)
 
 
 def node_addresses(node: Node) -> list[str]:

@@ -238,9 +238,7 @@ class Resolver:
         return d
 
     def groups_of(self, host: str) -> set[str]:
-        if host not in self._groups_of:
-            self._groups_of[host] = self._find_groups(host)
-        return self._groups_of[host]
+        return _memo(self._groups_of, host, self._find_groups)
 
     def _find_groups(self, host: str) -> set[str]:
         found = {"all"}
@@ -254,9 +252,7 @@ class Resolver:
 
     def hosts_of(self, group: str) -> list[str]:
         """Hosts in ``group`` and its children, recursively, in inventory order."""
-        if group not in self._hosts_of:
-            self._hosts_of[group] = self._find_hosts(group)
-        return self._hosts_of[group]
+        return _memo(self._hosts_of, group, self._find_hosts)
 
     def _find_hosts(self, group: str) -> list[str]:
         if group == "all":
@@ -298,3 +294,10 @@ def text_of(var: Var | None) -> str | None:
     if var is None:
         return None
     return var.value.strip() if isinstance(var.value, str) else str(var.value)
+
+
+def _memo(cache: dict, key: str, compute: Any) -> Any:
+    # Group graphs are walked once per name however many hosts ask (large inventories).
+    if key not in cache:
+        cache[key] = compute(key)
+    return cache[key]

@@ -16,11 +16,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshctl.core import facts as F
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import Operation, Packages
-from meshctl.core.oskit import FirewallRule, Notice, runs_work, state_fact
-from meshctl.core.types import NodeContext, OSFamily, OSRelease
+from meshctl.plugin import (
+    FirewallRule,
+    NodeContext,
+    Notice,
+    Operation,
+    OSFamily,
+    OSRelease,
+    Packages,
+    hookimpl,
+    runs_work,
+    state_fact,
+)
+from meshctl.plugin import facts as F
 
 SUPPORTED = {"debian": {"12", "13"}, "ubuntu": {"22.04", "24.04"}}
 

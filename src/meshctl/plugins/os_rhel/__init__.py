@@ -23,29 +23,28 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from meshctl.core import facts as F
-from meshctl.core import receptor as R
-from meshctl.core.hookspecs import hookimpl
-from meshctl.core.ops import (
+from meshctl.plugin import (
     Change,
     Cmd,
     Command,
+    FirewallRule,
     NoChange,
+    NodeContext,
+    Notice,
     Operation,
     OperationError,
+    OSFamily,
+    OSRelease,
     Packages,
     PlanResult,
-)
-from meshctl.core.oskit import (  # noqa: F401 (re-exported for os_rhel's users)
-    FirewallRule,
-    FirewallSection,
-    Notice,
     firewall_settings,
+    hookimpl,
     parse_kv,
     runs_work,
     state_fact,
 )
-from meshctl.core.types import NodeContext, OSFamily, OSRelease
+from meshctl.plugin import facts as F
+from meshctl.plugin import receptor as R
 
 EL_IDS = {"rhel", "centos", "rocky", "almalinux", "ol"}
 EL_MAJORS = {"8", "9", "10"}
