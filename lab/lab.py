@@ -35,6 +35,12 @@ from labkit import leftovers  # noqa: E402
 
 PREFIX = "meshlab-"
 WORK = HERE / ".work" / "lab"
+MESH = "meshlab"
+OPENSSL_EXAMPLE = ROOT / "examples" / "meshctl-certbackend-openssl"
+OPENSSL_PLUGIN = "meshctl_certbackend_openssl"
+#: The example backend signs with this digest, meshctl's own with sha256: a node's
+#: certificate shows which of the two issued it.
+OPENSSL_DIGEST = "sha384"
 # name -> how it is cut off: "internal" has no route out at all; "isolate" reaches
 # the outside (Debian's mirror, for packages) but not another "isolate" network
 # (netavark blocks traffic between networks that both carry the option).
@@ -50,6 +56,9 @@ class LabHost:
     via: str | None = None
     nested: bool = False  # runs rootless podman (execution nodes)
     from_control: bool = False  # peers_from_control_nodes: awx01 dials it
+    #: The third-party certificate backend (examples/meshctl-certbackend-openssl) issues
+    #: this node's certificate instead of the built-in one, from the same mesh CA.
+    openssl_backend: bool = False
 
     @property
     def ssh_net(self) -> str:
@@ -64,7 +73,7 @@ def lab_hosts(extra_exec: int = 0) -> list[LabHost]:
         # hop01 dials exec02: exec02's edge network has no route to hop01's ctl address.
         LabHost("hop01", ["ctl", "edge"], role="hop", peers=["exec02"], from_control=True),
         LabHost("exec01", ["ctl", "isolated"], role="execution", peers=["hop01"], nested=True, from_control=True),
-        LabHost("exec02", ["edge"], role="execution", via="hop01", nested=True),
+        LabHost("exec02", ["edge"], role="execution", via="hop01", nested=True, openssl_backend=True),
         LabHost("target01", ["isolated"]),
         LabHost("registry01", ["ctl"]),
     ]
@@ -177,6 +186,7 @@ class Lab:
             cfg.append("")
         (self.work / "known_hosts").write_text("\n".join(keys) + "\n")
         (self.work / "ssh_config").write_text("\n".join(cfg))
+        self.make_mesh_ca()
         (self.work / "mesh.yml").write_text(self.mesh_yml())
         inventory = {
             "ssh_config": str(self.work / "ssh_config"),
@@ -201,6 +211,60 @@ class Lab:
             f"    ca_file: {self.registry.ca_cert_path}",
             f"    prepull: [{self.ee_ref}]",
         ]
+
+    def mesh_ca_dir(self) -> Path:
+        return self.work / "state" / MESH
+
+    def make_mesh_ca(self) -> None:
+        """The mesh CA, made with the openssl CLI where meshctl's selfsigned backend
+        keeps its own: the built-in backend and the example backend both sign with it,
+        so every node trusts every other (a user bringing their own CA)."""
+        ca = self.mesh_ca_dir()
+        if (ca / "ca.crt").exists():
+            return
+        ca.mkdir(parents=True, exist_ok=True, mode=0o700)
+        r = subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:4096", "-nodes", "-days", "3650", "-sha256",
+             "-keyout", str(ca / "ca.key"), "-out", str(ca / "ca.crt"), "-subj", f"/CN={MESH} Receptor Root CA",
+             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+             "-addext", "subjectKeyIdentifier=hash"], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise labkit.LabError(f"openssl could not make the lab's mesh CA: {r.stderr.strip()[-500:]}")
+        os.chmod(ca / "ca.key", 0o600)
+
+    def third_party_backend(self) -> None:
+        """The example certificate backend, written against meshctl.plugin alone, passes
+        meshctl.testing's conformance check with the lab's CA, and issued exec02's
+        certificate on the host (its digest, not meshctl's)."""
+        with self.step("third-party certificate backend"):
+            sys.path.insert(0, str(OPENSSL_EXAMPLE))
+            import meshctl_certbackend_openssl as example
+
+            from meshctl.plugin import BackendContext
+            from meshctl.testing import plugin_manager
+            from meshctl.testing.backends import check_certificate_backend
+
+            registered = plugin_manager(example).cert_backends()["openssl"]
+            ca = self.mesh_ca_dir()
+            options = registered.options_model(ca_cert=str(ca / "ca.crt"), ca_key=str(ca / "ca.key"),
+                                               digest=OPENSSL_DIGEST)
+            backend = registered.factory(options, BackendContext(MESH, self.work / "state" / "example", self.work))
+            problems = check_certificate_backend(backend)
+            if problems:
+                raise labkit.LabError("the example backend fails the conformance check: " + "; ".join(problems))
+            self.log("    conformance check: the example backend passes (issue, sign_csr, trust_bundle)")
+            want = {h.name: (OPENSSL_DIGEST if h.openssl_backend else "sha256") for h in self.hosts
+                    if h.role == "execution"}
+            for name, digest in want.items():
+                self.step_host = name
+                r = self.ssh(name, f"openssl x509 -noout -text -in /etc/receptor/tls/{name}.crt")
+                algs = {line.split(":", 1)[1].strip() for line in r.stdout.splitlines()
+                        if "Signature Algorithm:" in line}
+                if r.returncode != 0 or algs != {f"{digest}WithRSAEncryption"}:
+                    raise labkit.LabError(f"{name}: certificate signed with {sorted(algs) or r.stderr.strip()}, "
+                                          f"expected {digest} ({'example' if digest != 'sha256' else 'built-in'} backend)")
+            self.log(f"    on the hosts: exec02's certificate is the example backend's ({OPENSSL_DIGEST}), "
+                     f"the other execution nodes' meshctl's own (sha256)")
 
     def enable_registries(self) -> None:
         self.with_registries = True
@@ -336,7 +400,7 @@ class Lab:
         """The lab's mesh.yml; with ``only``, the mesh of just those hosts."""
         lines = [
             "# Generated by lab/lab.py for this lab run.",
-            "mesh: meshlab",
+            f"mesh: {MESH}",
             "defaults:",
             f"  ssh: {{user: root, key: {self.key}, become: true}}",
             "  listener: {port: 27199, protocol: tcp}",
@@ -361,11 +425,15 @@ class Lab:
                 lines.append(f"    peers: [{', '.join(h.peers)}]")
             if h.via:
                 lines.append(f"    ssh: {{via: {h.via}}}")
+            if h.openssl_backend:
+                ca = self.mesh_ca_dir()
+                lines.append(f"    certificates: {{backend: openssl, options: {{ca_cert: {ca / 'ca.crt'}, "
+                             f"ca_key: {ca / 'ca.key'}, digest: {OPENSSL_DIGEST}}}}}")
         return "\n".join(lines) + "\n"
 
     # -- provisioning and verification ---------------------------------------------
     def meshctl(self, *args: str, log_name: str, mesh: Path | None = None) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "meshctl", *args, "-f", str(mesh or self.work / "mesh.yml"),
+        cmd = [sys.executable, "-m", "meshctl", "-p", OPENSSL_PLUGIN, *args, "-f", str(mesh or self.work / "mesh.yml"),
                "--known-hosts", str(self.work / "known_hosts")]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=self.meshctl_env())
         (self.logs / log_name).write_text(f"$ {' '.join(cmd)}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}")
@@ -375,7 +443,10 @@ class Lab:
         # The lab's mesh CA and work-signing key live with the lab, not in ~/.local/share;
         # the registry password reaches meshctl only through the environment.
         env = {**os.environ, "MESHCTL_DISABLE_PLUGIN_AUTOLOAD": "1", "MESHCTL_STATE_DIR": str(self.work / "state"),
-               "MESHCTL_CACHE_DIR": str(self.work / "cache")}
+               "MESHCTL_CACHE_DIR": str(self.work / "cache"),
+               # The example backend is loaded with -p from its source tree, as a user's
+               # unpublished plugin would be.
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(OPENSSL_EXAMPLE), os.environ.get("PYTHONPATH")]))}
         if self.registry is not None:
             env["MESHLAB_REGISTRY_PASSWORD"] = self.registry.password
         return env
@@ -500,6 +571,7 @@ def run_podman(args: argparse.Namespace) -> int:
         lab.up()
         before_exec02 = lab.snapshot("exec02")
         lab.provision(1)
+        lab.third_party_backend()
         lab.preflight()
         lab.pull_without_registry_config()
         lab.enable_registries()
