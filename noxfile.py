@@ -13,7 +13,7 @@ LAB_PACKAGES = "lab/packages.txt"
 @nox.session
 def lint(session: nox.Session) -> None:
     session.install("ruff>=0.5")
-    session.run("ruff", "check", "src", "tests", "lab", "benchmarks", "noxfile.py", "examples")
+    session.run("ruff", "check", "src", "tests", "lab", "benchmarks", "noxfile.py", "examples", "scripts")
 
 
 @nox.session

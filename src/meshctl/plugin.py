@@ -13,16 +13,7 @@ holds them to it.
 from __future__ import annotations
 
 from meshctl.core import facts, pki, receptor
-from meshctl.core.cli import (
-    RunOptions,
-    State,
-    file_option,
-    load_topology_file,
-    make_engine,
-    output_option,
-    run_options,
-    select_nodes,
-)
+from meshctl.core.cli import RunOptions
 from meshctl.core.command import CommandRun, mesh_command
 from meshctl.core.errors import MeshctlError, PluginError, UsageError, shorten
 from meshctl.core.facts import (
@@ -159,7 +150,6 @@ __all__ = [
     "facts",
     "File",
     "file_fact",
-    "file_option",
     "firewall_settings",
     "FirewallRule",
     "FirewallSection",
@@ -178,8 +168,6 @@ __all__ = [
     "load_certs",
     "load_csr",
     "load_private_key",
-    "load_topology_file",
-    "make_engine",
     "mesh_command",
     "MESH_NAME_RE",
     "MeshctlError",
@@ -196,7 +184,6 @@ __all__ = [
     "OperationError",
     "OSFamily",
     "OSRelease",
-    "output_option",
     "package_fact",
     "Packages",
     "parse_kv",
@@ -216,12 +203,10 @@ __all__ = [
     "RegistryCredentials",
     "resolve_path",
     "Role",
-    "run_options",
     "RunOptions",
     "runs_work",
     "secret_file_problem",
     "SECRET_LIMIT",
-    "select_nodes",
     "Service",
     "service_fact",
     "service_state_fact",
@@ -229,7 +214,6 @@ __all__ = [
     "shown",
     "sign_node_cert",
     "spki_der",
-    "State",
     "state_dir",
     "state_fact",
     "StrictModel",
