@@ -89,6 +89,7 @@ from meshctl.core.pki import (
 from meshctl.core.pki.checks import issued_cert_problems
 from meshctl.core.pki.keys import utc
 from meshctl.core.receptor import Octal, ReceptorSection, receptor_settings
+from meshctl.core.secrets import read_secret, report_secret_sources
 from meshctl.core.settings import EngineSettings
 from meshctl.core.topology import (
     DEFAULT_LISTENER_PORT,
@@ -198,7 +199,9 @@ __all__ = [
     "read_bytes",
     "read_text",
     "receptor",
+    "read_secret",
     "receptor_settings",
+    "report_secret_sources",
     "ReceptorSection",
     "RegistryCredentials",
     "resolve_path",

@@ -9,7 +9,6 @@ apply script's stdin and never appear in plans, logs or errors.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from meshctl.plugin import (
@@ -24,8 +23,8 @@ from meshctl.plugin import (
     hookimpl,
     read_bytes,
     receptor_settings,
+    report_secret_sources,
     resolve_path,
-    secret_file_problem,
 )
 from meshctl.plugins.registry_auth.authjson import AuthJson, auth_fact, merge_script, pythons
 from meshctl.plugins.registry_auth.model import (
@@ -69,19 +68,8 @@ def meshctl_registry_credentials(registry: Registry, topology: Any) -> RegistryC
 def meshctl_validate_topology(topology, report):
     for i, reg in enumerate(registries(topology)):
         base = ("registries", i)
-        if reg.password is not None:
-            report(base + ("password",), f"registry {reg.host}: plaintext password in the topology file; "
-                   "prefer password_env, password_file or password_command", "warning")
-        if reg.password_env is not None and reg.password_env not in os.environ:
-            report(base + ("password_env",), f"registry {reg.host}: environment variable {reg.password_env} "
-                   "is not set")
-        if reg.password_file is not None:
-            p = resolve_path(topology, reg.password_file)
-            found = secret_file_problem(p, "registry password_file")
-            if found is not None:
-                report(base + ("password_file",), f"registry {reg.host}: {found[1]}", found[0])
-            if (found is None or found[0] != "error") and not os.access(p, os.R_OK):
-                report(base + ("password_file",), f"registry {reg.host}: cannot read password_file {p}")
+        report_secret_sources(topology, f"registry {reg.host}", "password", base, report,
+                              env=reg.password_env, file=reg.password_file, value=reg.password)
         if reg.ca_file is not None:
             p = resolve_path(topology, reg.ca_file)
             try:
