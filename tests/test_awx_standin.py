@@ -17,7 +17,9 @@ from awx_standin import RECORDINGS, awx_standin
 from awx_standin import model as M
 
 RECORDED = RECORDINGS / "recorded"
-pytestmark = pytest.mark.skipif(not RECORDED.is_dir(), reason=f"no AWX 24.6.1 recordings at {RECORDED}")
+pytestmark = pytest.mark.skipif(
+    not RECORDED.is_dir(), reason=f"no AWX 24.6.1 recordings at {RECORDED}"
+)
 
 # The one volatile value the stand-in cannot reproduce: 147's bundle was minted afresh by
 # AWX (new key) and not kept, so its bytes, sha256 and size are unknown; the stand-in
@@ -67,7 +69,13 @@ def send(awx, method: str, path: str, body=None, auth="good"):
         headers["Authorization"] = awx.basic
     elif auth == "bad":
         headers["Authorization"] = "Basic YWRtaW46d3Jvbmc="  # admin:wrong
-    data = None if body is None else body.encode() if isinstance(body, str) else json.dumps(body).encode()
+    data = (
+        None
+        if body is None
+        else body.encode()
+        if isinstance(body, str)
+        else json.dumps(body).encode()
+    )
     if data is not None:
         headers["Content-Type"] = "application/json"
     conn.request(method, path, body=data, headers=headers)
@@ -79,8 +87,10 @@ def send(awx, method: str, path: str, body=None, auth="good"):
 
 def members(raw: bytes) -> list[dict]:
     with tarfile.open(fileobj=io.BytesIO(raw), mode="r:gz") as tar:
-        return [{"name": m.name, "size": m.size, "mode": oct(m.mode), "type": "file" if m.isfile() else "other"}
-                for m in tar.getmembers()]  # fmt: skip
+        return [
+            {"name": m.name, "size": m.size, "mode": oct(m.mode), "type": "file" if m.isfile() else "other"}
+            for m in tar.getmembers()
+        ]
 
 
 def run_task(awx, task: tuple) -> list[str]:
@@ -91,7 +101,9 @@ def run_task(awx, task: tuple) -> list[str]:
     elif task[0] == "removal":
         awx.run_removal(task[1])
     else:
-        want = json.loads((RECORDED / "901-task-write_receptor_config.json").read_text())["generated_config"]
+        want = json.loads((RECORDED / "901-task-write_receptor_config.json").read_text())[
+            "generated_config"
+        ]
         got = awx.receptor_config()
         return [] if got == want else [f"901: receptor.conf {got} != {want}"]
     return []
@@ -108,14 +120,20 @@ def compare(call: dict, status: int, headers: dict, raw: bytes) -> list[str]:
             out.append(f"{call['name']}: header {key} {headers.get(key)!r} != {want!r}")
     if "response_binary" in call:
         binary = call["response_binary"]
-        if "response_binary.sha256" not in skip and hashlib.sha256(raw).hexdigest() != binary["sha256"]:
+        if (
+            "response_binary.sha256" not in skip
+            and hashlib.sha256(raw).hexdigest() != binary["sha256"]
+        ):
             out.append(f"{call['name']}: bundle sha256 differs")
         if members(raw) != binary["tar_members"]:
             out.append(f"{call['name']}: bundle members differ")
     else:
         body = json.loads(raw) if raw else None
         if body != call["response_body"]:
-            out.append(f"{call['name']}: body\n  got  {json.dumps(body)[:1500]}\n  want {json.dumps(call['response_body'])[:1500]}")
+            out.append(
+                f"{call['name']}: body\n  got  {json.dumps(body)[:1500]}"
+                f"\n  want {json.dumps(call['response_body'])[:1500]}"
+            )
     return out
 
 
@@ -129,7 +147,9 @@ def replay(awx) -> list[str]:
         awx.clock.until = zulu(call["recorded_at"])
         for task in TASKS.get(num, []):
             out += run_task(awx, task)
-        auth = {"005": "bad", "011": None}.get(num, None if call["path"] == "/api/v2/ping/" else "good")
+        auth = {"005": "bad", "011": None}.get(
+            num, None if call["path"] == "/api/v2/ping/" else "good"
+        )
         out += compare(call, *send(awx, call["method"], call["path"], call["request_body"], auth))
     return out
 
@@ -147,7 +167,9 @@ def test_every_recorded_call_gets_the_recorded_answer():
 def test_the_replay_detects_a_wrong_stand_in(monkeypatch, tamper):
     if tamper == "body":  # a serialiser that gets one field wrong
         real = M.Mesh.address_json
-        monkeypatch.setattr(M.Mesh, "address_json", lambda self, a: real(self, a) | {"websocket_path": "/x"})
+        monkeypatch.setattr(
+            M.Mesh, "address_json", lambda self, a: real(self, a) | {"websocket_path": "/x"}
+        )
     else:  # a removal task that forgets the node
         monkeypatch.setattr("awx_standin.rules.run_removal", lambda mesh, inst: None)
     with awx_standin(heartbeat=False) as awx:
@@ -182,6 +204,27 @@ def test_server_is_loopback_and_stops():
         assert awx.url.startswith("http://127.0.0.1:")
         assert get(awx, "/api/v2/ping/")["instances"][0]["capacity"] == 241  # heartbeat ran
     assert threading.active_count() <= before
+    with pytest.raises(ConnectionRefusedError):
+        send(awx, "GET", "/api/v2/ping/")
+
+
+def test_recorded_validation_gaps_hold_on_a_fresh_stand_in():  # 022-048, 071
+    with awx_standin() as awx:
+        zero = create(awx, "z.t", listener_port=0)
+        assert get(awx, "/api/v2/receptor_addresses/")["results"][0]["full_address"] == "z.t"
+        assert create(awx, "neg.t", listener_port=-5)["listener_port"] == -5
+        assert create(awx, "Z.t")["hostname"] == "Z.t"  # a case variant of z.t
+        assert (
+            create(awx, "p.t", peers_from_control_nodes=True)["peers_from_control_nodes"] is False
+        )
+        assert create(awx, "ws.t", listener_port=443, protocol="ws")["protocol"] == "tcp"
+        # z.t's instance id (2) is taken as an address id: neg.t's address
+        assert create(awx, "byid.t", peers=[zero["id"]])["peers"] == [2]
+        status, _, raw = send(awx, "POST", "/api/v2/instances/", {"hostname": "z.t"})
+        assert (status, json.loads(raw)) == (400, {"hostname": ["This field must be unique."]})
+        body = {"hostname": "n.t", "listener_port": None, "peers_from_control_nodes": True}
+        status, _, raw = send(awx, "POST", "/api/v2/instances/", body)  # 041
+        assert status == 400 and "__all__" in json.loads(raw)
 
 
 def test_auth_is_basic_and_a_wrong_password_gets_the_recorded_401():
@@ -189,7 +232,9 @@ def test_auth_is_basic_and_a_wrong_password_gets_the_recorded_401():
         for auth in ("bad", None):  # 005, 011
             status, headers, raw = send(awx, "GET", "/api/v2/instances/", auth=auth)
             assert status == 401 and headers["www-authenticate"].startswith("Bearer realm=api")
-            assert json.loads(raw)["detail"].startswith("Authentication credentials were not provided.")
+            assert json.loads(raw)["detail"].startswith(
+                "Authentication credentials were not provided."
+            )
         assert send(awx, "GET", "/api/v2/ping/", auth=None)[0] == 200  # 001
         conn = http.client.HTTPConnection(awx.url.removeprefix("http://"), timeout=10)
         conn.request("GET", "/api/v2/instances/", headers={"Authorization": "Bearer abc"})
@@ -203,7 +248,9 @@ def test_patch_peers_replaces_the_list():  # 076-081
         node = create(awx, "ex2.t", peers=[1])
         assert patch(awx, node["id"], {"peers": [1, 2]})[0] == 200
         assert patch(awx, node["id"], {"peers": [2]})[0] == 200
-        assert [p["id"] for p in get(awx, f"/api/v2/instances/{node['id']}/peers/")["results"]] == [2]
+        assert [p["id"] for p in get(awx, f"/api/v2/instances/{node['id']}/peers/")["results"]] == [
+            2
+        ]
         assert get(awx, f"/api/v2/instances/{hop['id']}/")["reverse_peers"] == []
         assert get(awx, f"/api/v2/instances/{other['id']}/")["reverse_peers"] == [node["id"]]
 
@@ -213,7 +260,9 @@ def test_listener_null_deletes_the_address_and_peers_to_it_vanish():  # 097, 098
         target = create(awx, "ex9.t", listener_port=27199, peers_from_control_nodes=True)
         dialer = create(awx, "ex10.t", peers=[1])
         assert get(awx, "/api/v2/instances/1/")["peers"] == [1]
-        status, _, raw = patch(awx, target["id"], {"listener_port": None, "peers_from_control_nodes": False})
+        status, _, raw = patch(
+            awx, target["id"], {"listener_port": None, "peers_from_control_nodes": False}
+        )
         assert status == 200 and json.loads(raw)["protocol"] == ""
         assert get(awx, f"/api/v2/instances/{dialer['id']}/")["peers"] == []
         assert get(awx, "/api/v2/instances/1/")["peers"] == []
@@ -231,13 +280,20 @@ def test_deprovisioned_node_404s_after_the_removal_task():  # 143-150, 902
         with pytest.raises(ValueError, match="installed"):
             awx.run_removal("ex1.t")
         assert send(awx, "DELETE", f"/api/v2/instances/{node['id']}/")[0] == 405  # 140
-        assert json.loads(patch(awx, node["id"], {"node_state": "deprovisioning"})[2])["node_state"] == "deprovisioning"
+        assert (
+            json.loads(patch(awx, node["id"], {"node_state": "deprovisioning"})[2])["node_state"]
+            == "deprovisioning"
+        )
         assert get(awx, f"/api/v2/instances/{node['id']}/")["node_state"] == "deprovisioning"
-        assert send(awx, "GET", f"/api/v2/instances/{node['id']}/install_bundle/")[0] == 501  # no bundle for ex1.t
+        assert (
+            send(awx, "GET", f"/api/v2/instances/{node['id']}/install_bundle/")[0] == 501
+        )  # no bundle for ex1.t
         awx.run_removal("ex1.t")
         assert send(awx, "GET", f"/api/v2/instances/{node['id']}/")[0] == 404
         assert get(awx, f"/api/v2/instances/{hop['id']}/")["reverse_peers"] == []
-        assert [a["instance"] for a in get(awx, "/api/v2/receptor_addresses/")["results"]] == [hop["id"]]
+        assert [a["instance"] for a in get(awx, "/api/v2/receptor_addresses/")["results"]] == [
+            hop["id"]
+        ]
 
 
 def test_association_is_idempotent_from_both_sides():  # 119-132
@@ -250,31 +306,44 @@ def test_association_is_idempotent_from_both_sides():  # 119-132
         for _ in range(2):
             assert send(awx, "POST", path, {"id": node["id"]})[:2][0] == 204
         assert get(awx, path)["count"] == 1
-        assert get(awx, f"/api/v2/instance_groups/{group['id']}/")["policy_instance_list"] == ["ex1.t"]
+        assert get(awx, f"/api/v2/instance_groups/{group['id']}/")["policy_instance_list"] == [
+            "ex1.t"
+        ]
         side = f"/api/v2/instances/{node['id']}/instance_groups/"
         for _ in range(2):
             assert send(awx, "POST", side, {"id": group["id"], "disassociate": True})[0] == 204
         assert get(awx, path)["count"] == 0 and get(awx, side)["count"] == 0
-        assert json.loads(send(awx, "POST", path, {"id": 1})[2])["msg"].endswith("control-only node: awx-task.")
+        assert json.loads(send(awx, "POST", path, {"id": 1})[2])["msg"].endswith(
+            "control-only node: awx-task."
+        )
 
 
 def test_health_check_pending_then_task_outcomes():  # 108-116, 900
     with awx_standin() as awx:
         node = create(awx, "ex1.t", listener_port=27199)
         path = f"/api/v2/instances/{node['id']}/health_check/"
-        assert json.loads(send(awx, "POST", path, {})[2])["msg"] == "Health check is running for ex1.t."
+        assert (
+            json.loads(send(awx, "POST", path, {})[2])["msg"]
+            == "Health check is running for ex1.t."
+        )
         assert awx.instance("ex1.t")["health_check_pending"] is True
         assert "already in progress" in json.loads(send(awx, "POST", path, {})[2])["msg"]
         awx.run_health_check("ex1.t")
         seen = awx.instance("ex1.t")
-        assert (seen["node_state"], seen["version"], seen["capacity"]) == ("unavailable", "ansible-runner-???", 0)
+        assert (seen["node_state"], seen["version"], seen["capacity"]) == (
+            "unavailable",
+            "ansible-runner-???",
+            0,
+        )
         assert seen["errors"] == M.HEALTH_SOCKET_ERROR and not seen["health_check_pending"]
         awx.run_health_check("ex1.t", outcome="ready", version="2.4.0")
         ready = get(awx, path)
         assert (ready["version"], ready["errors"], ready["capacity"]) == ("2.4.0", "", 241)
         assert awx.instance("ex1.t")["node_state"] == "ready"
         hop = create(awx, "hop1.t", node_type="hop")
-        assert send(awx, "POST", f"/api/v2/instances/{hop['id']}/health_check/", {})[0] == 404  # 112
+        assert (
+            send(awx, "POST", f"/api/v2/instances/{hop['id']}/health_check/", {})[0] == 404
+        )  # 112
 
 
 def test_calls_show_that_a_repeated_sync_writes_nothing():

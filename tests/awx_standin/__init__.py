@@ -49,8 +49,8 @@ class StandIn:
         self.auth = (USER, PASSWORD)
         self.basic = basic_header(USER, PASSWORD)
         self.static = {key: recorded(name)["response_body"] for key, name in STATIC.items()}
-        self.bundles = {p.name.removesuffix("_install_bundle.tar.gz"): p.read_bytes()
-                        for p in sorted((RECORDINGS / "bundles").glob("*_install_bundle.tar.gz"))}  # fmt: skip
+        found = sorted((RECORDINGS / "bundles").glob("*_install_bundle.tar.gz"))
+        self.bundles = {p.name.removesuffix("_install_bundle.tar.gz"): p.read_bytes() for p in found}
         self.bundles.update(bundles or {})
         self.url = ""
         if heartbeat:
@@ -86,11 +86,22 @@ class StandIn:
         NOT recorded: node_state ready, errors "", last_seen set, and ``facts`` (version,
         cpu, memory, cpu_capacity, mem_capacity) as given, defaulting to the control
         node's recorded values; capacity follows from them."""
-        known = {"version": "24.6.1", "cpu": "2.0", "memory": 25275990016, "cpu_capacity": 8, "mem_capacity": 241}
+        known = {
+            "version": "24.6.1",
+            "cpu": "2.0",
+            "memory": 25275990016,
+            "cpu_capacity": 8,
+            "mem_capacity": 241,
+        }
         if set(facts) - set(known):
             raise TypeError(f"unknown health facts: {sorted(set(facts) - set(known))}")
         with self.mesh.lock:
-            rules.run_health_task(self.mesh, self._find(hostname), outcome, known | facts if outcome == "ready" else {})
+            rules.run_health_task(
+                self.mesh,
+                self._find(hostname),
+                outcome,
+                known | facts if outcome == "ready" else {},
+            )
 
     def run_removal(self, hostname: str) -> None:
         """The removal task a PATCH to deprovisioning enqueued (902); no jobs to wait for."""
@@ -100,7 +111,9 @@ class StandIn:
     def receptor_config(self) -> list[dict]:
         """The control node's receptor.conf as write_receptor_config() writes it (901):
         the starter, then a tcp-peer per address with peers_from_control_nodes."""
-        task = json.loads((RECORDINGS / "recorded" / "901-task-write_receptor_config.json").read_text())
+        task = json.loads(
+            (RECORDINGS / "recorded" / "901-task-write_receptor_config.json").read_text()
+        )
         with self.mesh.lock:
             peers = [{"tcp-peer": {"address": self.mesh.address_json(a)["full_address"], "tls": "tlsclient"}}
                      for a in self.mesh.addresses.values() if a.peers_from_control_nodes]  # fmt: skip
@@ -120,7 +133,9 @@ def awx_standin(*, heartbeat: bool = True, bundles: dict[str, bytes] | None = No
     host, port = server.server_address[:2]
     assert ipaddress.ip_address(host).is_loopback, host
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
     thread.start()
     standin.url = f"http://{host}:{port}"
     try:

@@ -233,7 +233,9 @@ class Mesh:
             related["health_check"] = f"{base}health_check/"
         summary: dict = {"user_capabilities": {"edit": False}}
         if view in ("detail", "sublist"):
-            summary["links"] = [self.link_json(lid) for lid, (s, _) in self.links.items() if s == inst.id]
+            summary["links"] = [
+                self.link_json(lid) for lid, (s, _) in self.links.items() if s == inst.id
+            ]
         started, last = inst.health_check_started, inst.last_health_check
         address = self.address_of(inst)
         return {
@@ -304,7 +306,9 @@ class Mesh:
     def ping_json(self) -> dict:
         # 001/012 show only the control node. Which other instances ping lists is not
         # recorded; listing every non-hop instance by hostname is AWX's ping view, unverified.
-        shown = sorted((i for i in self.instances.values() if i.node_type != "hop"), key=lambda i: i.hostname)
+        shown = sorted(
+            (i for i in self.instances.values() if i.node_type != "hop"), key=lambda i: i.hostname
+        )
         return {
             "ha": False, "version": "24.6.1", "active_node": "awx-task",
             "install_uuid": "51ed8f62-de42-42ce-bfc8-4b46e54d37be",

@@ -65,12 +65,15 @@ def _check_fields(mesh: Mesh, data: dict, inst: Instance | None) -> tuple[dict, 
                 problem = "Cannot deprovision managed nodes."  # 142
         elif key == "listener_port":
             value = None if value is None else _integer(value)
+            was = inst.listener_port if inst else None
             if value is None and data[key] is not None:
                 problem = "A valid integer is required."  # 038
-            elif inst is not None and inst.managed and value != inst.listener_port:
+            elif inst is not None and inst.managed and value != was:
                 problem = "Cannot change listener port for managed nodes."  # 074
-            elif inst is not None and None not in (inst.listener_port, value) and value != inst.listener_port:
-                problem = "Cannot change listener port."  # 084 (null -> int: 094, int -> null: 097)
+            elif None not in (was, value) and value != was:
+                problem = (
+                    "Cannot change listener port."  # 084; null -> int (094), int -> null (097)
+                )
         elif key == "peers":
             value, problem = _check_peers(mesh, value, inst)
         elif key == "peers_from_control_nodes":
@@ -114,7 +117,10 @@ def _check_peers(mesh: Mesh, value, inst: Instance | None):
         raise NoRecording("peers that is not a JSON list")
     for item in value:
         if isinstance(item, str):
-            return value, f"Incorrect type. Expected pk value, received {type(item).__name__}."  # 045
+            return (
+                value,
+                f"Incorrect type. Expected pk value, received {type(item).__name__}.",
+            )  # 045
         if not isinstance(item, int) or isinstance(item, bool):
             raise NoRecording("a peer id that is neither an integer nor a string")
         if item not in mesh.addresses:
@@ -171,9 +177,12 @@ def _apply(mesh: Mesh, inst: Instance, clean: dict) -> None:
 def _pfcn_without_port(mesh: Mesh, clean: dict, inst: Instance | None) -> bool:
     # 040: at create, an omitted port skips the check (the flag is dropped); 041: an
     # explicit null fails it; 096: a PATCH checks against the node's current port.
-    if inst is None and "listener_port" not in clean:
+    if "listener_port" in clean:
+        port = clean["listener_port"]
+    elif inst is None:
         return False
-    port = clean.get("listener_port", inst.listener_port)
+    else:
+        port = inst.listener_port
     address = inst and mesh.address_of(inst)
     pfcn = clean.get("peers_from_control_nodes", bool(address and address.peers_from_control_nodes))
     return port is None and pfcn
@@ -235,9 +244,13 @@ def membership(mesh: Mesh, group: Group, inst_ref, disassociate: bool) -> tuple[
     if inst is None:
         return 400, {"detail": "Instance matching query does not exist."}  # 126
     if inst.node_type == "hop":
-        return 400, {"msg": f"Cannot change instance group membership of hop node : {inst.hostname}."}
+        return 400, {
+            "msg": f"Cannot change instance group membership of hop node : {inst.hostname}."
+        }
     if inst.node_type == "control":
-        return 400, {"msg": f"Cannot change instance group membership of control-only node: {inst.hostname}."}
+        return 400, {
+            "msg": f"Cannot change instance group membership of control-only node: {inst.hostname}."
+        }
     # 122/135: policy_instance_list follows; 120/129: repeating either is a no-op, 204.
     if disassociate:
         group.members.discard(inst.id)
@@ -260,8 +273,11 @@ def create_group(mesh: Mesh, data: dict) -> tuple[int, dict, str | None]:
     now = mesh.clock.now()
     roles = tuple(mesh.allocate("role") for _ in range(3))  # 117: roles 9, 10, 11
     group = Group(mesh.allocate("group"), data["name"], now, mesh.clock.now(), roles)
-    group.policy_instance_percentage = int(data.get("policy_instance_percentage", 0))
-    group.policy_instance_minimum = int(data.get("policy_instance_minimum", 0))
+    for key in ("policy_instance_percentage", "policy_instance_minimum"):
+        value = data.get(key, 0)  # omitted: the model's default, 0
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise NoRecording(f"{key}={value!r}")
+        setattr(group, key, value)
     mesh.groups[group.id] = group
     return 201, mesh.group_json(group, detail=True), f"/api/v2/instance_groups/{group.id}/"
 
@@ -276,14 +292,21 @@ def delete_group(mesh: Mesh, group: Group) -> tuple[int, dict | None]:
 def run_health_task(mesh: Mesh, inst: Instance, outcome: str, facts: dict) -> None:
     """execution_node_health_check (900): its recorded no-mesh outcome, or "ready"."""
     if inst.node_type != "execution":
-        raise ValueError(f"{inst.hostname} is a {inst.node_type} node; AWX health-checks execution nodes")
+        raise ValueError(
+            f"{inst.hostname} is a {inst.node_type} node; AWX health-checks execution nodes"
+        )
     if inst.node_state == "deprovisioning":
         return  # 900: the task returns without a change
     now = mesh.clock.now()
     inst.last_health_check = now
     if outcome == "unavailable":  # 114/116
-        inst.errors, inst.version, inst.node_state, inst.capacity = HEALTH_SOCKET_ERROR, "ansible-runner-???", "unavailable", 0
-        inst.cpu, inst.memory, inst.cpu_capacity, inst.mem_capacity = "0.0", 0, 0, 0
+        inst.errors, inst.version, inst.node_state = (
+            HEALTH_SOCKET_ERROR,
+            "ansible-runner-???",
+            "unavailable",
+        )
+        inst.capacity = inst.memory = inst.cpu_capacity = inst.mem_capacity = 0
+        inst.cpu = "0.0"
     elif outcome == "ready":  # not recorded for execution nodes: see awx_standin.run_health_check
         inst.errors, inst.node_state, inst.last_seen = "", "ready", now
         for key, value in facts.items():
@@ -296,7 +319,9 @@ def run_health_task(mesh: Mesh, inst: Instance, outcome: str, facts: dict) -> No
 def run_removal(mesh: Mesh, inst: Instance) -> None:
     """remove_deprovisioned_node (902): deletes the instance, its address and links."""
     if inst.node_state != "deprovisioning":
-        raise ValueError(f"{inst.hostname} is {inst.node_state}; AWX removes only deprovisioning nodes")
+        raise ValueError(
+            f"{inst.hostname} is {inst.node_state}; AWX removes only deprovisioning nodes"
+        )
     address = mesh.address_of(inst)
     if address:
         mesh.drop_address(address)

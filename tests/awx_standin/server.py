@@ -87,7 +87,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             logged = raw.decode("utf-8", "replace")
         st.calls.append(Call(self.command, self.path, logged, status))
-        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body, separators=(",", ":")).encode()
+        data = (
+            body
+            if isinstance(body, bytes)
+            else b""
+            if body is None
+            else json.dumps(body, separators=(",", ":")).encode()
+        )
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -99,7 +105,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _answer(self, path: str, query: dict, raw: bytes):
         st = self.standin
-        route = next(((m, allow, name) for pat, allow, name in ROUTES if (m := re.fullmatch(pat, path))), None)
+        route = next(
+            ((m, allow, name) for pat, allow, name in ROUTES if (m := re.fullmatch(pat, path))),
+            None,
+        )
         try:
             if route is None:
                 raise NoRecording("this path")
@@ -120,11 +129,27 @@ class Handler(http.server.BaseHTTPRequestHandler):
             with st.mesh.lock:
                 reply = getattr(self, "r_" + name)(st.mesh, match.groupdict(), query, raw)
         except NoRecording as exc:
-            detail = f"awx stand-in: no recording of AWX 24.6.1 for {self.command} {self.path} ({exc})"
-            return 501, {"detail": detail}, {"Content-Type": "application/json", "X-AWX-Standin": "no-recording"}
+            detail = (
+                f"awx stand-in: no recording of AWX 24.6.1 for {self.command} {self.path} ({exc})"
+            )
+            return (
+                501,
+                {"detail": detail},
+                {"Content-Type": "application/json", "X-AWX-Standin": "no-recording"},
+            )
         except BadJson as exc:
             headers.pop("X-API-Product-Version", None)  # 036
-            return 400, {"detail": f"JSON parse error - {exc}\nPossible cause: trailing comma."}, headers
+            return (
+                400,
+                {"detail": f"JSON parse error - {exc}\nPossible cause: trailing comma."},
+                headers,
+            )
+        except Exception as exc:  # a stand-in bug: say so rather than drop the connection
+            return (
+                500,
+                {"detail": f"awx stand-in error: {exc!r}"},
+                {"Content-Type": "application/json"},
+            )
         status, body, extra = reply if len(reply) == 3 else (*reply, {})
         return status, body, headers | extra
 
@@ -219,7 +244,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def r_peers(self, mesh, args, query, raw):
         inst = self._sub(mesh, args, query)
         if inst is None or self.command != "GET":
-            raise NoRecording(f"{self.command} of this sublist" if inst else "a missing instance's peers")
+            raise NoRecording(
+                f"{self.command} of this sublist" if inst else "a missing instance's peers"
+            )
         return 200, page([mesh.address_json(mesh.addresses[a]) for a in mesh.peers_of(inst)])
 
     def r_own_addresses(self, mesh, args, query, raw):
@@ -260,13 +287,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if inst is None:
             return 404, NOT_FOUND  # 105
         if inst.node_type not in ("execution", "hop"):
-            return 400, {"msg": "Install bundle can only be generated for execution or hop nodes."}  # 104
+            return 400, {
+                "msg": "Install bundle can only be generated for execution or hop nodes."
+            }  # 104
         data = self.standin.bundles.get(inst.hostname)
         if data is None:
             raise NoRecording(f"an install bundle for {inst.hostname} (none was recorded)")
         name = f"{inst.hostname}_install_bundle.tar.gz"
         # 100: gzip bytes served as text/html; the stand-in serves the same bytes each GET
-        return 200, data, {"Content-Type": "text/html; charset=utf-8", "Content-Disposition": f"attachment; filename={name}"}
+        return (
+            200,
+            data,
+            {
+                "Content-Type": "text/html; charset=utf-8",
+                "Content-Disposition": f"attachment; filename={name}",
+            },
+        )
 
     def r_addresses(self, mesh, args, query, raw):
         self._only(query, {})
@@ -305,7 +341,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if group is None or self.command not in ("GET", "POST"):
             raise NoRecording("a missing instance group" if group is None else self.command)
         if self.command == "GET":  # 121, 130, 136
-            return 200, page([mesh.instance_json(mesh.instances[i], "sublist") for i in sorted(group.members)])
+            return 200, page(
+                [mesh.instance_json(mesh.instances[i], "sublist") for i in sorted(group.members)]
+            )
         data = self._json(raw)
         if "id" not in data:
             return 400, {"msg": "Instance 'id' field is missing."}  # 139
