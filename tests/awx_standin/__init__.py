@@ -3,11 +3,14 @@
 status and body (tests/test_awx_standin.py replays them all), state changes only the way
 the recordings show, and anything they do not cover answers 501.
 
-    with awx_standin() as awx:
-        requests.get(awx.api + "instances/", auth=awx.auth)
-        awx.run_health_check("exec01.example", outcome="ready")
-        awx.run_removal("exec02.example")
-        assert not awx.writes()          # e.g. a second sync wrote nothing
+    with awx_standin() as awx:           # basic auth awx.auth, API root awx.api
+        ...client POSTs /instances/, /instance_groups/N/instances/, PATCHes peers...
+        awx.run_health_check("exec01.example", outcome="ready")   # the enqueued task
+        ...client PATCHes {"node_state": "deprovisioning"}...
+        awx.run_removal("exec02.example")                          # the removal task
+        before = len(awx.calls)
+        ...client syncs again...
+        assert not [c for c in awx.calls[before:] if c.method not in ("GET", "OPTIONS")]
 
 Install bundles: real AWX mints a new key and cert on every GET; the stand-in serves the
 same recorded bytes (bundles/<host>_install_bundle.tar.gz, or ``bundles=`` given to

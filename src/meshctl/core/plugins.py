@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "meshctl.plugins.cert_backends",
     "meshctl.plugins.registry_auth",
     "meshctl.plugins.import_aap",
+    "meshctl.plugins.awx",
 )
 
 

@@ -1,0 +1,122 @@
+"""AWX from the same mesh.yml: ``meshctl awx plan`` shows how AWX's instances,
+receptor addresses, peers and instance groups differ from the topology, and
+``meshctl awx sync`` makes AWX match (idempotent; records AWX manages itself are
+never touched)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from meshctl.plugin import (
+    CommandRun,
+    MeshctlError,
+    TopologySection,
+    UsageError,
+    hookimpl,
+    mesh_command,
+    print_json,
+    read_secret,
+    report_secret_sources,
+    resolve_path,
+)
+from meshctl.plugins.awx.client import AwxClient
+from meshctl.plugins.awx.model import AwxNode, AwxSection
+from meshctl.plugins.awx.plan import read, steps, wanted
+from meshctl.plugins.awx.sync import located, sync
+
+#: Peers are receptor-address ids since AWX 23.8; 23.0-23.7 took hostnames, older had none.
+SUPPORTED = (23, 8)
+
+
+@hookimpl
+def meshctl_register_topology_sections(register):
+    register(TopologySection("awx", AwxSection, "mesh", "the AWX (or AAP controller) that runs jobs on the mesh"))
+    register(TopologySection("awx", AwxNode, "node", "what AWX records about this node"))
+
+
+@hookimpl
+def meshctl_validate_topology(topology, report):
+    awx: AwxSection | None = topology.sections.get("awx")
+    if awx is None:
+        return
+    report_secret_sources(topology, "awx", "token", ("awx",), report, env=awx.token_env, file=awx.token_file,
+                          value=awx.token)
+    report_secret_sources(topology, "awx", "password", ("awx",), report, env=awx.password_env,
+                          file=awx.password_file, value=awx.password)
+    if not awx.verify:
+        report(("awx", "verify"), "awx: verify: false sends the AWX token to whoever answers", "warning")
+    if awx.url.startswith("http://"):
+        report(("awx", "url"), "awx: http:// sends the AWX token in clear text", "warning")
+    if awx.ca_file is not None and not resolve_path(topology, awx.ca_file).is_file():
+        report(("awx", "ca_file"), f"awx: ca_file {resolve_path(topology, awx.ca_file)} does not exist")
+    for note in wanted(topology)[1]:
+        report(note.path, note.message, note.severity)
+
+
+def client_for(topology: Any) -> AwxClient:
+    awx: AwxSection | None = topology.sections.get("awx")
+    if awx is None:
+        raise UsageError(f"{topology.file}: no awx: section (url and credentials of the AWX to sync)")
+    token = read_secret(topology, "awx", "token", env=awx.token_env, file=awx.token_file,
+                        command=awx.token_command, value=awx.token)
+    password = read_secret(topology, "awx", "password", env=awx.password_env, file=awx.password_file,
+                           command=awx.password_command, value=awx.password)
+    ca = str(resolve_path(topology, awx.ca_file)) if awx.ca_file else None
+    client = AwxClient(awx.url, awx.api_path, token=token, username=awx.username if token is None else None,
+                       password=password, ca_file=ca, verify=awx.verify, timeout=awx.timeout)
+    version = str(client.ping().get("version", ""))
+    m = re.match(r"(\d+)\.(\d+)", version)
+    if m is None or (int(m.group(1)), int(m.group(2))) < SUPPORTED:
+        raise MeshctlError(f"AWX {version or '(no version)'} at {awx.url}: meshctl supports AWX 23.8 and later "
+                           "(earlier AWX took hostnames as peers, before 23.0 it had no peers)")
+    return client
+
+
+def _refusals(cmd: CommandRun, refused: list) -> list[str]:
+    return [located(cmd.topology, w, field, f"{w.hostname}: {why}") for w, field, why in refused]
+
+
+@hookimpl
+def meshctl_register_commands(cli):
+    @cli.group("awx")
+    def awx() -> None:
+        """Keep AWX's instances, peers and instance groups in step with mesh.yml."""
+
+    @mesh_command(awx, "plan", reaches_nodes=False)
+    def plan(cmd: CommandRun) -> None:
+        """Show what AWX records differently from mesh.yml, and what sync would write."""
+        wants, _ = wanted(cmd.topology)
+        client = client_for(cmd.topology)
+        todo, refused = steps(wants, read(client, {g for w in wants for g in w.groups}))
+        problems = _refusals(cmd, refused)
+        if cmd.output == "json":
+            print_json({"command": "awx plan", "steps": [{"kind": s.kind, "target": s.target, "detail": s.detail}
+                                                         for s in todo], "refused": problems})
+        else:
+            for s in todo:
+                cmd.state.out.print(f"  {s}", markup=False)
+            for p in problems:
+                cmd.state.err.print(p, markup=False)
+            cmd.state.out.print(f"awx: {len(todo)} change(s)" if todo else "awx: in sync with mesh.yml")
+        if problems:
+            cmd.exit(1)
+
+    @mesh_command(awx, "sync", reaches_nodes=False)
+    def sync_cmd(cmd: CommandRun) -> None:
+        """Register, update, peer and group the mesh's nodes in AWX; read AWX back to check."""
+        wants, _ = wanted(cmd.topology)
+        client = client_for(cmd.topology)
+        _, refused = steps(wants, read(client, {g for w in wants for g in w.groups}))
+        done = sync(client, cmd.topology, [w for w in wants if not any(r[0] is w for r in refused)])
+        problems = _refusals(cmd, refused)
+        if cmd.output == "json":
+            print_json({"command": "awx sync", "done": [str(s) for s in done], "refused": problems})
+        else:
+            for s in done:
+                cmd.state.out.print(f"  {s}", markup=False)
+            for p in problems:
+                cmd.state.err.print(p, markup=False)
+            cmd.state.out.print(f"awx: {len(done)} change(s) made" if done else "awx: already in sync")
+        if problems:
+            cmd.exit(1)

@@ -1,0 +1,117 @@
+"""A small AWX API client: JSON over HTTPS with a token or basic auth, pagination,
+and errors that keep AWX's field-keyed body so they can be mapped to mesh.yml."""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from meshctl.plugin import MeshctlError
+
+#: Pages followed at most for one list: AWX pages by 25; a mesh is far smaller.
+MAX_PAGES = 200
+
+
+class AwxError(MeshctlError):
+    """AWX answered with an error; ``body`` is its JSON (field -> messages, or msg/detail)."""
+
+    def __init__(self, method: str, path: str, status: int, body: Any):
+        self.method, self.path, self.status, self.body = method, path, status, body
+        super().__init__(f"AWX refused {method} {path} ({status}): {describe(body)}")
+
+
+def describe(body: Any) -> str:
+    """AWX's error body in one line: ``field: message; ...``."""
+    if isinstance(body, dict):
+        parts = []
+        for key, value in body.items():
+            text = "; ".join(str(v) for v in value) if isinstance(value, list) else str(value)
+            parts.append(text if key in ("msg", "detail", "__all__") else f"{key}: {text}")
+        return "; ".join(parts)
+    return str(body)[:300]
+
+
+class AwxClient:
+    def __init__(self, base_url: str, api_path: str = "/api/v2/", *, token: str | None = None,
+                 username: str | None = None, password: str | None = None, ca_file: str | None = None,
+                 verify: bool = True, timeout: float = 30.0):
+        self.root = base_url.rstrip("/")
+        self.api = api_path
+        self.timeout = timeout
+        if token is not None:
+            self._auth = f"Bearer {token}"
+        elif username is not None:
+            self._auth = "Basic " + base64.b64encode(f"{username}:{password or ''}".encode()).decode()
+        else:
+            self._auth = None
+        if self.root.startswith("https://"):
+            self._ssl = ssl.create_default_context(cafile=ca_file)
+            if not verify:
+                self._ssl.check_hostname = False
+                self._ssl.verify_mode = ssl.CERT_NONE
+        else:
+            self._ssl = None
+        #: (method, path) of every write, in order: a second sync must add none.
+        self.writes: list[tuple[str, str]] = []
+
+    def url(self, path: str) -> str:
+        return self.root + (path if path.startswith("/api/") else self.api + path.lstrip("/"))
+
+    def request(self, method: str, path: str, body: Any = None, auth: bool = True, raw: bool = False) -> Any:
+        url = self.url(path)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if auth and self._auth:
+            req.add_header("Authorization", self._auth)
+        shown = urllib.parse.urlsplit(url).path
+        if method not in ("GET", "OPTIONS"):
+            self.writes.append((method, shown))
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout, context=self._ssl) as resp:
+                payload = resp.read()
+        except urllib.error.HTTPError as exc:
+            payload = exc.read()
+            try:
+                parsed = json.loads(payload) if payload else {}
+            except ValueError:
+                parsed = payload.decode(errors="replace")[:300]
+            raise AwxError(method, shown, exc.code, parsed) from None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise MeshctlError(f"AWX at {self.root} cannot be reached: {reason}") from None
+        if raw:
+            return payload
+        return json.loads(payload) if payload else None
+
+    def get(self, path: str, **params: Any) -> Any:
+        query = ("?" + urllib.parse.urlencode(params)) if params else ""
+        return self.request("GET", path + query)
+
+    def post(self, path: str, body: Any) -> Any:
+        return self.request("POST", path, body)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self.request("PATCH", path, body)
+
+    def all(self, path: str, **params: Any) -> list[dict[str, Any]]:
+        """Every item of a paginated list."""
+        page = self.get(path, **params)
+        items = list(page.get("results", []))
+        for _ in range(MAX_PAGES):
+            nxt = page.get("next")
+            if not nxt:
+                return items
+            page = self.request("GET", nxt)
+            items += page.get("results", [])
+        raise MeshctlError(f"AWX list {path} has more than {MAX_PAGES} pages")
+
+    def ping(self) -> dict[str, Any]:
+        return self.request("GET", "ping/", auth=False)
