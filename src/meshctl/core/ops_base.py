@@ -6,6 +6,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, ClassVar
 
 from meshctl.core import facts as F
@@ -131,7 +132,9 @@ def _mode(value: str | int) -> int:
     return value if isinstance(value, int) else int(str(value), 8)
 
 
+@lru_cache(maxsize=16384)
 def _q(value: str) -> str:
+    # Cached: every node of a mesh quotes the same paths, hundreds of thousands of times.
     return shlex.quote(value)
 
 

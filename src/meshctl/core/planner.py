@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from meshctl.core import facts as F
@@ -99,12 +100,9 @@ def with_receptor_config(plugins: MeshctlPlugins, ctx: NodeContext) -> NodeConte
     return dataclasses.replace(ctx, receptor_config=sections)
 
 
-def phase_of(op: Operation, hook: str) -> str:
-    if op.phase is not None:
-        return op.phase
-    if isinstance(op, Service):  # services react to files before them; in removal they stop first
-        return "first" if hook == "meshctl_removal_operations" else "services"
-    return DEFAULT_PHASE[hook]
+_RANK = {phase: i for i, phase in enumerate(PHASES)}
+#: What build_operations reads of the settings when a caller passes none.
+_NO_SETTINGS = EngineSettings(host_cache=None)
 
 
 def order_operations(answers: Iterable[tuple[str, list[Operation]]]) -> list[Operation]:
@@ -112,19 +110,26 @@ def order_operations(answers: Iterable[tuple[str, list[Operation]]]) -> list[Ope
     (plugins in registration order)."""
     keyed = []
     for hook, ops in answers:
+        # An operation naming no phase takes its hook's default; a Service, the services
+        # phase (in removal: first, so units stop before their files go).
+        default, service = _RANK[DEFAULT_PHASE[hook]], _RANK["first" if hook == "meshctl_removal_operations"
+                                                            else "services"]
         for op in ops:
-            phase = phase_of(op, hook)
-            if phase not in PHASES:
-                raise PlanError(f"operation {op} has phase {phase!r}; phases are: {', '.join(PHASES)}")
-            keyed.append((PHASES.index(phase), op))
-    keyed.sort(key=lambda k: k[0])
+            if op.phase is None:
+                keyed.append((service if isinstance(op, Service) else default, op))
+            elif op.phase in _RANK:
+                keyed.append((_RANK[op.phase], op))
+            else:
+                raise PlanError(f"operation {op} has phase {op.phase!r}; phases are: {', '.join(PHASES)}")
+    keyed.sort(key=itemgetter(0))
     return [op for _, op in keyed]
 
 
 def build_operations(plugins: MeshctlPlugins, ctx: NodeContext,
                      settings: EngineSettings | None = None) -> list[Operation]:
     """The node's operations in the order they plan and run."""
-    settings = settings or EngineSettings()
+    # Not EngineSettings(): its host_cache default reads the environment, per node.
+    settings = settings or _NO_SETTINGS
     ctx = with_receptor_config(plugins, ctx)
     if settings.remove:
         hook = "meshctl_removal_operations"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Literal
 
@@ -65,9 +66,8 @@ _ORDER = {
 }
 
 
-def scalar(value: Any) -> str:
-    """One YAML scalar as receptor's yaml.v2 reads it (see :func:`yaml_scalar`)."""
-    return yaml_scalar(value, go=True)
+#: One YAML scalar as receptor's yaml.v2 reads it (see :func:`yaml_scalar`).
+scalar = functools.partial(yaml_scalar, go=True)
 
 
 _ENV = jinja2.Environment(

@@ -247,9 +247,18 @@ class ReadOnlyDict(dict):
         return (ReadOnlyDict, (dict(self),))
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
 def read_only(value: Any) -> Any:
     """``value`` with its dicts and lists, at any depth, made read-only (lists become tuples)."""
-    if isinstance(value, ReadOnlyDict):
+    # Scalar leaves are most of a node's receptor.conf: tested inline, not by a call each.
+    kind = type(value)
+    if kind is dict:
+        return ReadOnlyDict({k: v if type(v) in _SCALARS else read_only(v) for k, v in value.items()})
+    if kind is list or kind is tuple:
+        return tuple(v if type(v) in _SCALARS else read_only(v) for v in value)
+    if kind in _SCALARS or kind is ReadOnlyDict:
         return value
     if isinstance(value, Mapping):
         return ReadOnlyDict({k: read_only(v) for k, v in value.items()})

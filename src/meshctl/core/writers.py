@@ -137,6 +137,12 @@ def yaml_scalar(value: Any, *, go: bool = False) -> str:
     is PyYAML (mesh.yml). Hand-rolled because PyYAML's pure-Python emitter
     dominated planning time for big meshes. Lists and mappings come out as JSON,
     which YAML reads too."""
+    if type(value) is str:  # the common case first: a big mesh renders ~30 per node
+        if go:
+            plain = _PLAIN_GO.fullmatch(value) is not None and not _RESERVED_GO.match(value)
+        else:
+            plain = _plain_for_pyyaml(value)
+        return value if plain else yaml_string(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, Octal):

@@ -53,6 +53,8 @@ class CheckedBackend:
 
     def trust_bundle(self) -> bytes:
         pem = call("trust_bundle()", self.name, self.plugin, self.inner.trust_bundle)
+        if pem is not None and pem == getattr(self, "_trusted", None):
+            return pem  # asked once per node: the same bytes were checked already
         try:
             if not isinstance(pem, bytes):
                 raise TypeError
@@ -60,6 +62,7 @@ class CheckedBackend:
         except (ValueError, TypeError):
             raise self._fail("trust_bundle() returned no PEM certificate: return the CA certificate(s) the "
                              "nodes trust as PEM bytes") from None
+        self._trusted = pem
         return pem
 
     def _checked(self, what: str, cert_pem: Any, node_id: str, addresses: list[str], **kw: Any) -> bytes:
