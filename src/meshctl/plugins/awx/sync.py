@@ -20,7 +20,8 @@ def located(topology: Topology, want: Want | None, field: str, message: str) -> 
     """``message`` at the mesh.yml line of ``want``'s node (its key for ``field``)."""
     if want is None:
         return message
-    path: tuple = ("nodes", want.node.index, *FIELD_PATHS.get(field, ()))
+    # An AWX field name, or a mesh.yml key of the node (the plan's own refusals).
+    path: tuple = ("nodes", want.node.index, *FIELD_PATHS.get(field, (field,) if field else ()))
     for cut in range(len(path), 1, -1):  # the deepest key the file has
         try:
             return str(topology.located.diag(path[:cut], message))
