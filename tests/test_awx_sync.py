@@ -5,6 +5,8 @@ idempotence, drift, and AWX's refusals at their mesh.yml line."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from awx_standin import PASSWORD, RECORDINGS, USER, awx_standin
@@ -114,3 +116,84 @@ def test_bad_credentials_are_one_line_without_the_password(monkeypatch, tmp_path
     assert r.exit_code != 0
     assert "401" in str(r.exception) and "Authentication credentials were not provided" in str(r.exception)
     assert PASSWORD not in r.output + str(r.exception)
+
+
+def _when(awx, method: str, suffix: str, then, body=None, timeout: float = 10.0) -> threading.Thread:
+    """Run ``then()`` once the stand-in has received METHOD .../SUFFIX (with ``body``):
+    AWX's task runs after the API call that enqueued it, while meshctl polls."""
+    seen = len(awx.calls)
+
+    def watch():
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(c.method == method and c.path.endswith(suffix) and c.status < 300
+                   and (body is None or c.body == body) for c in awx.calls[seen:]):
+                then()
+                return
+            time.sleep(0.02)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.fixture
+def fast_polls(monkeypatch):
+    from meshctl.plugins.awx import lifecycle
+
+    monkeypatch.setattr(lifecycle, "POLL", 0.05)
+
+
+def test_health_check_reports_awx_verdict_per_node(awx, tmp_path, fast_polls):
+    assert run(tmp_path, mesh(awx.url), "sync").exit_code == 0
+    e1, e2 = (awx.instance(h)["id"] for h in ("exec01.example.com", "exec02.example.com"))
+
+    def task():  # as recorded (900): no receptor socket on the control node
+        awx.run_health_check("exec01.example.com", outcome="unavailable")
+        awx.run_health_check("exec02.example.com", outcome="unavailable")
+
+    t = _when(awx, "POST", f"/instances/{e2}/health_check/", task)
+    r = run(tmp_path, mesh(awx.url), "health", "--timeout", "5")
+    t.join(5)
+    assert r.exit_code == 1
+    nodes = {n["node"]: n for n in json.loads(r.stdout)["nodes"]}
+    assert set(nodes) == {"exec01.example.com", "exec02.example.com"}  # hop nodes have no health check
+    assert nodes["exec01.example.com"]["node_state"] == "unavailable" and nodes["exec01.example.com"]["done"]
+    assert "receptor.sock" in nodes["exec01.example.com"]["errors"]
+    assert [c.path for c in awx.writes() if c.path.endswith("/health_check/")] == [
+        f"/api/v2/instances/{e1}/health_check/", f"/api/v2/instances/{e2}/health_check/"]
+
+
+def test_health_check_ready_and_still_pending(awx, tmp_path, fast_polls):
+    assert run(tmp_path, mesh(awx.url), "sync").exit_code == 0
+    e1 = awx.instance("exec01.example.com")["id"]
+    t = _when(awx, "POST", f"/instances/{e1}/health_check/",
+              lambda: awx.run_health_check("exec01.example.com", outcome="ready"))
+    r = run(tmp_path, mesh(awx.url), "health", "--timeout", "1")
+    t.join(5)
+    nodes = {n["node"]: n for n in json.loads(r.stdout)["nodes"]}
+    assert nodes["exec01.example.com"]["ready"] is True
+    assert nodes["exec02.example.com"]["done"] is False  # its task never ran: reported, not waited on forever
+    assert r.exit_code == 1
+
+
+def test_remove_deprovisions_and_waits_for_awx(awx, tmp_path, fast_polls):
+    assert run(tmp_path, mesh(awx.url), "sync").exit_code == 0
+    e2 = awx.instance("exec02.example.com")["id"]
+    t = _when(awx, "PATCH", f"/instances/{e2}/", lambda: awx.run_removal("exec02.example.com"),
+              body={"node_state": "deprovisioning"})
+    r = run(tmp_path, mesh(awx.url), "remove", "exec02.example.com", "--timeout", "5")
+    t.join(5)
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout) == {"command": "awx remove", "node": "exec02.example.com", "removed": True,
+                                    "left": ""}
+    assert ("PATCH", f"/api/v2/instances/{e2}/", {"node_state": "deprovisioning"}) in [
+        (c.method, c.path, c.body) for c in awx.calls]
+    assert all(i.hostname != "exec02.example.com" for i in awx.mesh.instances.values())
+
+
+def test_remove_says_what_is_left_when_awx_keeps_the_node(awx, tmp_path, fast_polls):
+    assert run(tmp_path, mesh(awx.url), "sync").exit_code == 0
+    r = run(tmp_path, mesh(awx.url), "remove", "exec02.example.com", "--timeout", "1")
+    assert r.exit_code == 1
+    assert "AWX still lists exec02.example.com as deprovisioning after 1s" in json.loads(r.stdout)["left"]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import click
+
 from meshctl.plugin import (
     CommandRun,
     MeshctlError,
@@ -21,6 +23,7 @@ from meshctl.plugin import (
     resolve_path,
 )
 from meshctl.plugins.awx.client import AwxClient
+from meshctl.plugins.awx.lifecycle import deprovision, health_check
 from meshctl.plugins.awx.model import AwxNode, AwxSection
 from meshctl.plugins.awx.plan import read, steps, wanted
 from meshctl.plugins.awx.sync import located, sync
@@ -119,4 +122,44 @@ def meshctl_register_commands(cli):
                 cmd.state.err.print(p, markup=False)
             cmd.state.out.print(f"awx: {len(done)} change(s) made" if done else "awx: already in sync")
         if problems:
+            cmd.exit(1)
+
+    @mesh_command(awx, "health", reaches_nodes=False)
+    @click.option("--timeout", type=click.FloatRange(1, 3600), default=None,
+                  help="Seconds to wait for AWX's verdicts [default: awx.health_check_timeout].")
+    def health(cmd: CommandRun, timeout: float | None) -> None:
+        """Ask AWX to health-check every execution node and report its verdict
+        (node_state, capacity, version, errors). Exit 1 unless every node is ready."""
+        topo = cmd.topology
+        client = client_for(topo)
+        hosts = [w.hostname for w in wanted(topo)[0] if w.node_type == "execution"]
+        results = health_check(client, hosts, timeout or topo.sections["awx"].health_check_timeout)
+        if cmd.output == "json":
+            print_json({"command": "awx health", "nodes": [h.to_json() for h in results]})
+        else:
+            for h in results:
+                verdict = "ready" if h.ready else (h.node_state if h.done else "still pending")
+                cmd.state.out.print(f"  {h.hostname}: {verdict} (capacity {h.capacity}, {h.version or 'no version'})"
+                                    + (f": {h.errors}" if h.errors else ""), markup=False)
+        if not all(h.ready for h in results):
+            cmd.exit(1)
+
+    @mesh_command(awx, "remove", reaches_nodes=False)
+    @click.argument("node_name", metavar="NODE")
+    @click.option("--timeout", type=click.FloatRange(1, 3600), default=600.0, show_default=True,
+                  help="Seconds to wait for AWX to let go of the node (it waits for running jobs).")
+    def remove(cmd: CommandRun, node_name: str, timeout: float) -> None:
+        """Deprovision NODE in AWX and wait until AWX has deleted it; then run
+        meshctl remove NODE to clean the host."""
+        if cmd.topology.get(node_name) is None:
+            raise UsageError(f"{cmd.file}: no node {node_name!r}")
+        left = deprovision(client_for(cmd.topology), node_name, timeout)
+        if cmd.output == "json":
+            print_json({"command": "awx remove", "node": node_name, "removed": not left, "left": left})
+        elif left:
+            cmd.state.err.print(left, markup=False)
+        else:
+            cmd.state.out.print(f"awx: {node_name} deprovisioned and removed; next: meshctl remove {node_name}",
+                                markup=False)
+        if left:
             cmd.exit(1)
