@@ -143,3 +143,13 @@ def test_awx_section_needs_credentials_and_never_holds_both(monkeypatch):
     with pytest.raises(TopologyError) as err:
         topo()
     assert "mesh.yml:1:" in err.value.render() and "environment variable AWX_TOKEN is not set" in err.value.render()
+
+
+def test_an_awx_off_kubernetes_is_told_how_to_register_nodes():
+    from meshctl.plugins.awx.client import AwxError
+    from meshctl.plugins.awx.sync import refusal
+
+    # AWX's answer when IS_K8S is false (serializers.py; NOTES.md, setup section).
+    exc = AwxError("POST", "/api/v2/instances/", 400, {"__all__": ["Can only create instances on Kubernetes or OpenShift."]})
+    message = str(refusal(topo(), None, exc))
+    assert "does not run on Kubernetes or OpenShift" in message and "awx-manage provision_instance" in message

@@ -30,8 +30,18 @@ def located(topology: Topology, want: Want | None, field: str, message: str) -> 
     return message
 
 
+#: What AWX answers when it does not run on Kubernetes/OpenShift (IS_K8S false).
+NOT_K8S = "Can only create instances on Kubernetes or OpenShift."
+
+
 def refusal(topology: Topology, want: Want | None, exc: AwxError) -> MeshctlError:
     body = exc.body if isinstance(exc.body, dict) else {}
+    if NOT_K8S in describe(exc.body):
+        return MeshctlError(
+            "this AWX does not run on Kubernetes or OpenShift, and only there does its API register nodes: "
+            "register them on the controller with awx-manage provision_instance, add_receptor_address, "
+            "register_peers and register_queue (or the AAP installer's inventory), then meshctl awx plan "
+            "shows what still differs")
     field = next((k for k in body if k in FIELD_PATHS), "")
     where = want.hostname if want else ""
     return MeshctlError(located(topology, want, field, f"AWX refused {where}: {describe(exc.body)}"))
