@@ -517,6 +517,51 @@ class Lab:
                 raise labkit.LabError(f"testinfra verification failed (exit {r.returncode}); "
                                       f"see the output above and {self.logs / 'verify.xml'}")
 
+    def awx_side(self) -> None:
+        """``meshctl awx sync`` of the lab's own mesh.yml against the AWX 24.6.1 stand-in
+        (tests/awx_standin, built from a real AWX's answers): AWX must end up describing
+        the mesh that runs here, and the peers AWX would write into its control node's
+        receptor.conf must be the ones meshctl wrote into awx01's."""
+        with self.step("AWX's side (meshctl awx sync, AWX 24.6.1 stand-in)"):
+            sys.path.insert(0, str(ROOT / "tests"))
+            from awx_standin import PASSWORD, RECORDINGS, USER, awx_standin
+
+            if not RECORDINGS.is_dir():
+                self.log(f"    skipped: no AWX recordings at {RECORDINGS}")
+                return
+            import yaml
+
+            with awx_standin() as awx:
+                mesh = self.work / "mesh-awx.yml"
+                mesh.write_text(self.mesh_yml() + f'awx: {{url: "{awx.url}", username: {USER}, '
+                                "password_env: MESHLAB_AWX_PASSWORD}\n")
+                os.environ["MESHLAB_AWX_PASSWORD"] = PASSWORD  # meshctl_env() copies os.environ
+                runs = []
+                for i in (1, 2):
+                    r = self.meshctl("awx", "sync", "-o", "json", log_name=f"awx-sync-{i}.log", mesh=mesh)
+                    if r.returncode != 0:
+                        raise labkit.LabError(f"meshctl awx sync #{i} failed (exit {r.returncode}): "
+                                              f"{r.stderr.strip()[-800:]}")
+                    runs.append(json.loads(r.stdout))
+                if runs[1]["done"]:
+                    raise labkit.LabError(f"a second awx sync still wrote: {runs[1]['done']}")
+                want = {h.name: ("execution" if h.role == "execution" else "hop") for h in self.hosts
+                        if h.role in ("execution", "hop")}
+                got = {i.hostname: i.node_type for i in awx.mesh.instances.values() if not i.managed}
+                if got != want:
+                    raise labkit.LabError(f"AWX describes {got}, the lab runs {want}")
+                awx_peers = sorted(s["tcp-peer"]["address"].split(":")[0] for s in awx.receptor_config()
+                                   if "tcp-peer" in s)
+            self.step_host = "awx01"
+            conf = yaml.safe_load(self.ssh("awx01", "cat /etc/receptor/receptor.conf").stdout) or []
+            by_ip = {ip: name for name, nets in self.ips.items() for ip in nets.values()}
+            ours = sorted(by_ip.get(s["tcp-peer"]["address"].rsplit(":", 1)[0], "?") for s in conf
+                          if "tcp-peer" in s)
+            if awx_peers != ours:
+                raise labkit.LabError(f"AWX's control node would dial {awx_peers}; awx01 dials {ours}")
+            self.log(f"    AWX registered {len(got)} nodes in {len(runs[0]['done'])} writes; a second sync wrote "
+                     f"nothing; its control node would dial {awx_peers}, as awx01 does")
+
     def idempotence(self, result: dict) -> None:
         changed = {h["node"]: h["changed"] for h in result["hosts"] if h["changed"]}
         if changed:
@@ -577,6 +622,7 @@ def run_podman(args: argparse.Namespace) -> int:
         lab.enable_registries()
         lab.provision("1b (registries)")
         lab.verify()
+        lab.awx_side()
         lab.jobs()
         second = lab.provision(2)
         lab.idempotence(second)

@@ -497,3 +497,43 @@ def test_diagnose_archive_has_the_evidence_and_no_secret(minilab, mesh, provisio
         body = "".join(secret.strip().splitlines()[1:-1])
         assert body and body[:60].encode() not in blob
     assert b"PRIVATE KEY-----\n" not in blob
+
+
+def test_provision_awx_registers_the_mesh_and_waits_for_awx_health_checks(minilab, mesh, provisioned, tmp_path,
+                                                                          monkeypatch):
+    # AWX itself cannot run here: the stand-in replays a real AWX 24.6.1 (tests/awx_standin).
+    import threading
+    import time
+
+    from awx_standin import PASSWORD, RECORDINGS, USER, awx_standin
+
+    if not RECORDINGS.is_dir():
+        pytest.skip(f"AWX recordings not found at {RECORDINGS}")
+    execution = ["exec01", "hidden01", "hidden02"]
+    with awx_standin() as awx:
+        text = mesh.read_text() + (f'awx: {{url: "{awx.url}", username: {USER}, password_env: ITEST_AWX_PASSWORD, '
+                                   'health_check_timeout: 30}\n')
+        awx_mesh = minilab.write_mesh(tmp_path / "mesh.yml", text)
+
+        def tasks(seen: int):  # AWX runs each health check after the POST that enqueued it
+            deadline, done = time.monotonic() + 60, set()
+            while time.monotonic() < deadline and len(done) < len(execution):
+                for c in list(awx.calls)[seen:]:
+                    host = next((h for h in execution if awx.mesh.by_ref(h) is not None
+                                 and c.path.endswith(f"/instances/{awx.mesh.by_ref(h).id}/health_check/")), None)
+                    if c.method == "POST" and host and host not in done:
+                        awx.run_health_check(host, outcome="ready")
+                        done.add(host)
+                time.sleep(0.05)
+
+        for run in (1, 2):
+            watcher = threading.Thread(target=tasks, args=(len(awx.calls),), daemon=True)
+            watcher.start()
+            r = minilab.meshctl("provision", "--awx", "-f", str(awx_mesh), env={"ITEST_AWX_PASSWORD": PASSWORD})
+            watcher.join(60)
+            assert ("awx: already in sync" in r.stderr) == (run == 2), r.stderr
+            for host in execution:
+                assert f"awx: {host}: ready" in r.stderr, r.stderr
+            assert PASSWORD not in r.stdout + r.stderr
+        types = {i.hostname: i.node_type for i in awx.mesh.instances.values() if not i.managed}
+        assert types == {"hop01": "hop", "exec01": "execution", "hidden01": "execution", "hidden02": "execution"}

@@ -173,6 +173,12 @@ def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: Run
                       title="provision" if apply else "plan")
     if bad:
         ctx.exit(1)
+    if apply:
+        after = state.plugins.after_provision(topo, results, options)
+        for item in after:
+            state.err.print(("" if item.ok else "error: ") + item.detail, markup=False)
+        if any(not item.ok for item in after):
+            ctx.exit(1)
 
 
 def build_cli(plugins: MeshctlPlugins) -> click.Group:

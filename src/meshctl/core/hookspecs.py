@@ -20,6 +20,7 @@ from meshctl.core.hookspecs_declare import (
     meshctl_validate_topology,
 )
 from meshctl.core.hookspecs_run import (
+    meshctl_after_provision,
     meshctl_cli_options,
     meshctl_known_secrets,
     meshctl_node_operations,
@@ -50,4 +51,5 @@ __all__ = ["PROJECT", "SPEC_MODULES", "hookimpl", "hookspec",
            "meshctl_registry_credentials",
            "meshctl_cli_options",
            "meshctl_register_commands",
+           "meshctl_after_provision",
 ]

@@ -4,7 +4,7 @@ registry files, secrets to redact, registry credentials) and for the CLI
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from meshctl.core.hookmarkers import hookspec
@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from meshctl.core.ops import Operation
     from meshctl.core.topology import Topology
     from meshctl.core.types import (
+        CheckResult,
         NodeContext,
         RegistryCredentials,
     )
@@ -249,6 +250,34 @@ def meshctl_register_commands(cli: click.Group) -> None:
                 section = cmd.topology.sections.get("motd")
                 for node in cmd.nodes():
                     click.echo(f"{node.name}: {(section.text if section else '(no motd)')[:width]}")
+
+    Since meshctl 0.1.
+    """
+
+
+@hookspec
+def meshctl_after_provision(topology: Topology, results: list[Any], options: Mapping[str, Any]) -> Iterable[CheckResult] | None:
+    """Act once ``meshctl provision`` has applied every selected host without failure.
+
+    ``results`` are the per-host results (``node``, ``status``, ``changed``...),
+    ``options`` the values of plugin CLI options (see :func:`meshctl_cli_options`):
+    a plugin that adds ``--awx`` to provision reads ``options["awx"]`` here, so one
+    command provisions the hosts and then registers them elsewhere. Return
+    ``CheckResult(ok, detail)`` items: meshctl prints every detail on stderr and exits
+    1 when any is not ok. Not called by ``plan``, nor when a host failed. An exception
+    is a plugin error naming your plugin.
+
+    Example::
+
+        from meshctl.plugin import CheckResult, hookimpl
+
+
+        @hookimpl
+        def meshctl_after_provision(topology, results, options):
+            if not options.get("notify_url"):
+                return None
+            changed = [r.node for r in results if r.changed]
+            return [CheckResult(True, f"notified: {', '.join(changed) or 'nothing changed'}")]
 
     Since meshctl 0.1.
     """

@@ -20,7 +20,7 @@ import pluggy
 from meshctl import __version__
 from meshctl.core import hookspecs
 from meshctl.core import settings as _settings
-from meshctl.core.errors import PluginError
+from meshctl.core.errors import MeshctlError, PluginError
 from meshctl.core.types import (
     CertBackend,
     Check,
@@ -220,6 +220,18 @@ class MeshctlPlugins:
 
             impl.function(register=register)
         return opts
+
+    def after_provision(self, topology: Any, results: list[Any], options: Any) -> list[Any]:
+        out = []
+        for impl in reversed(self.pm.hook.meshctl_after_provision.get_hookimpls()):  # registration order
+            try:
+                out.extend(impl.function(topology=topology, results=results, options=options) or ())
+            except MeshctlError:
+                raise
+            except Exception as exc:
+                where = f"plugin {impl.plugin_name!r} ({self.distribution_of(impl.plugin_name)})"
+                raise PluginError(f"{where} failed after provisioning: {type(exc).__name__}: {exc}") from exc
+        return out
 
     def register_commands(self, cli: Any) -> None:
         for impl in self.pm.hook.meshctl_register_commands.get_hookimpls():

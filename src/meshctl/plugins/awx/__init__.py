@@ -11,6 +11,7 @@ from typing import Any
 import click
 
 from meshctl.plugin import (
+    CheckResult,
     CommandRun,
     MeshctlError,
     TopologySection,
@@ -74,6 +75,32 @@ def client_for(topology: Any) -> AwxClient:
         raise MeshctlError(f"AWX {version or '(no version)'} at {awx.url}: meshctl supports AWX 23.8 and later "
                            "(earlier AWX took hostnames as peers, before 23.0 it had no peers)")
     return client
+
+
+@hookimpl
+def meshctl_cli_options(register):
+    register("provision", click.Option(["--awx"], is_flag=True,
+                                       help="Then register the mesh in AWX (awx sync) and wait for AWX's "
+                                            "health check of every execution node (awx health)."))
+
+
+@hookimpl
+def meshctl_after_provision(topology, results, options):
+    """``provision --awx``: the hosts are in place; now AWX's side, then its verdict."""
+    if not options.get("awx"):
+        return None
+    client = client_for(topology)
+    wants, _ = wanted(topology)
+    _, refused = steps(wants, read(client, {g for w in wants for g in w.groups}))
+    done = sync(client, topology, [w for w in wants if not any(r[0] is w for r in refused)])
+    out = [CheckResult(True, f"awx: {len(done)} change(s) made" if done else "awx: already in sync")]
+    out += [CheckResult(False, located(topology, w, field, f"{w.hostname}: {why}")) for w, field, why in refused]
+    hosts = [w.hostname for w in wants if w.node_type == "execution" and not any(r[0] is w for r in refused)]
+    for h in health_check(client, hosts, topology.sections["awx"].health_check_timeout) if hosts else []:
+        verdict = "ready" if h.ready else (h.node_state if h.done else "still pending")
+        out.append(CheckResult(h.ready, f"awx: {h.hostname}: {verdict} (capacity {h.capacity}, "
+                                        f"{h.version or 'no version'})" + (f": {h.errors}" if h.errors else "")))
+    return out
 
 
 def _refusals(cmd: CommandRun, refused: list) -> list[str]:
