@@ -197,3 +197,20 @@ def test_remove_says_what_is_left_when_awx_keeps_the_node(awx, tmp_path, fast_po
     r = run(tmp_path, mesh(awx.url), "remove", "exec02.example.com", "--timeout", "1")
     assert r.exit_code == 1
     assert "AWX still lists exec02.example.com as deprovisioning after 1s" in json.loads(r.stdout)["left"]
+
+
+def test_status_shows_awx_view_and_what_differs(awx, tmp_path, fast_polls):
+    r = run(tmp_path, mesh(awx.url), "status")
+    assert r.exit_code == 1
+    rows = {n["node"]: n for n in json.loads(r.stdout)["nodes"]}
+    assert not any(n["registered"] for n in rows.values())
+    assert run(tmp_path, mesh(awx.url), "sync").exit_code == 0
+    awx.run_health_check("exec01.example.com", outcome="unavailable")
+    r = run(tmp_path, mesh(awx.url), "status")
+    rows = {n["node"]: n for n in json.loads(r.stdout)["nodes"]}
+    assert rows["hop01.example.com"]["ok"] is True  # registered, in step; hops have no health check
+    e1 = rows["exec01.example.com"]
+    assert (e1["node_state"], e1["ok"], e1["differs"]) == ("unavailable", False, [])
+    assert "receptor.sock" in e1["errors"]
+    assert rows["exec02.example.com"]["node_state"] == "installed"  # never checked yet
+    assert r.exit_code == 1

@@ -190,3 +190,34 @@ def meshctl_register_commands(cli):
                                 markup=False)
         if left:
             cmd.exit(1)
+
+    @mesh_command(awx, "status", reaches_nodes=False)
+    def status(cmd: CommandRun) -> None:
+        """AWX's view of every node beside mesh.yml's: registered or not, node_state,
+        capacity, version, last health check and errors, and what differs (the writes
+        awx sync would make). Exit 1 when a node is missing, differs or is not ready."""
+        wants, _ = wanted(cmd.topology)
+        cur = read(client_for(cmd.topology), {g for w in wants for g in w.groups})
+        todo, refused = steps(wants, cur)
+        rows = []
+        for w in wants:
+            inst = cur.instances.get(w.hostname) or {}
+            differs = [s.detail for s in todo if s.target == w.hostname]
+            differs += [why for r, _, why in refused if r is w]
+            ok = bool(inst) and not differs and (w.node_type == "hop" or inst.get("node_state") == "ready")
+            rows.append({"node": w.hostname, "node_type": w.node_type, "registered": bool(inst),
+                         "node_state": inst.get("node_state"), "capacity": inst.get("capacity"),
+                         "version": inst.get("version"), "last_health_check": inst.get("last_health_check"),
+                         "errors": inst.get("errors") or "", "differs": differs, "ok": ok})
+        if cmd.output == "json":
+            print_json({"command": "awx status", "nodes": rows})
+        else:
+            for row in rows:
+                state = row["node_state"] if row["registered"] else "not registered"
+                line = f"  {row['node']} ({row['node_type']}): {state}"
+                if row["registered"]:
+                    line += f", capacity {row['capacity']}, {row['version'] or 'no version'}"
+                line += "".join(f"; {text}" for text in [row["errors"], *row["differs"]] if text)
+                cmd.state.out.print(line, markup=False)
+        if not all(row["ok"] for row in rows):
+            cmd.exit(1)
