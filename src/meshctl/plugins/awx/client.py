@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import ssl
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
 from meshctl.plugin import MeshctlError
@@ -50,6 +47,8 @@ class AwxClient:
         else:
             self._auth = None
         if self.root.startswith("https://"):
+            import ssl  # here: every meshctl command loads this plugin, few talk to AWX
+
             self._ssl = ssl.create_default_context(cafile=ca_file)
             if not verify:
                 self._ssl.check_hostname = False
@@ -63,6 +62,9 @@ class AwxClient:
         return self.root + (path if path.startswith("/api/") else self.api + path.lstrip("/"))
 
     def request(self, method: str, path: str, body: Any = None, auth: bool = True, raw: bool = False) -> Any:
+        import urllib.error
+        import urllib.request
+
         url = self.url(path)
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(url, data=data, method=method)

@@ -8,8 +8,22 @@ writes mesh.yml. Every error names the inventory line (``FILE:LINE: message``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from meshctl.plugin import Importer, hookimpl
-from meshctl.plugins.import_aap.convert import aap_inventory_convert, aap_inventory_to_yaml
+
+
+def aap_inventory_convert(path: Any) -> Any:
+    # Imported on use: every meshctl command loads this plugin, few import inventories.
+    from meshctl.plugins.import_aap.convert import aap_inventory_convert as convert
+
+    return convert(path)
+
+
+def aap_inventory_to_yaml(path: Any) -> str:
+    from meshctl.plugins.import_aap.convert import aap_inventory_to_yaml as to_yaml
+
+    return to_yaml(path)
 
 
 @hookimpl
