@@ -529,7 +529,8 @@ def test_provision_awx_registers_the_mesh_and_waits_for_awx_health_checks(minila
         for run in (1, 2):
             watcher = threading.Thread(target=tasks, args=(len(awx.calls),), daemon=True)
             watcher.start()
-            r = minilab.meshctl("provision", "--awx", "-f", str(awx_mesh), env={"ITEST_AWX_PASSWORD": PASSWORD})
+            r = minilab.meshctl("provision", "--awx", "-f", str(awx_mesh), "--known-hosts", str(minilab.known_hosts),
+                                env={"ITEST_AWX_PASSWORD": PASSWORD})
             watcher.join(60)
             assert ("awx: already in sync" in r.stderr) == (run == 2), r.stderr
             for host in execution:
