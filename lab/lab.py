@@ -432,9 +432,11 @@ class Lab:
         return "\n".join(lines) + "\n"
 
     # -- provisioning and verification ---------------------------------------------
-    def meshctl(self, *args: str, log_name: str, mesh: Path | None = None) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "meshctl", "-p", OPENSSL_PLUGIN, *args, "-f", str(mesh or self.work / "mesh.yml"),
-               "--known-hosts", str(self.work / "known_hosts")]
+    def meshctl(self, *args: str, log_name: str, mesh: Path | None = None,
+                reaches_nodes: bool = True) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "meshctl", "-p", OPENSSL_PLUGIN, *args, "-f", str(mesh or self.work / "mesh.yml")]
+        if reaches_nodes:  # commands that talk only to AWX take no SSH options
+            cmd += ["--known-hosts", str(self.work / "known_hosts")]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=self.meshctl_env())
         (self.logs / log_name).write_text(f"$ {' '.join(cmd)}\n--- stdout\n{r.stdout}\n--- stderr\n{r.stderr}")
         return r
@@ -538,7 +540,8 @@ class Lab:
                 os.environ["MESHLAB_AWX_PASSWORD"] = PASSWORD  # meshctl_env() copies os.environ
                 runs = []
                 for i in (1, 2):
-                    r = self.meshctl("awx", "sync", "-o", "json", log_name=f"awx-sync-{i}.log", mesh=mesh)
+                    r = self.meshctl("awx", "sync", "-o", "json", log_name=f"awx-sync-{i}.log", mesh=mesh,
+                                     reaches_nodes=False)
                     if r.returncode != 0:
                         raise labkit.LabError(f"meshctl awx sync #{i} failed (exit {r.returncode}): "
                                               f"{r.stderr.strip()[-800:]}")
