@@ -20,15 +20,7 @@ def plugins():
 @pytest.fixture(autouse=True, scope="session")
 def _private_state_dir(tmp_path_factory):
     """Keep mesh CAs, generated keys and host caches out of the user's home."""
-    import os
+    from meshctl.testing import private_state
 
-    path = tmp_path_factory.mktemp("meshctl-state")
-    saved = {k: os.environ.get(k) for k in ("MESHCTL_STATE_DIR", "MESHCTL_CACHE_DIR")}
-    os.environ["MESHCTL_STATE_DIR"] = str(path)
-    os.environ["MESHCTL_CACHE_DIR"] = str(tmp_path_factory.mktemp("meshctl-cache"))
-    yield path
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    with private_state(tmp_path_factory) as path:
+        yield path

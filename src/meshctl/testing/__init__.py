@@ -27,6 +27,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Callable, Iterator
@@ -119,20 +120,29 @@ def changes(planned: list[Change | NoChange]) -> list[Change]:
 # -- pytest fixtures ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def meshctl_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Mesh CAs, generated keys and host caches in a temporary directory."""
+@contextlib.contextmanager
+def private_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """MESHCTL_STATE_DIR and MESHCTL_CACHE_DIR in temporary directories, restored after."""
     path = tmp_path_factory.mktemp("meshctl-state")
     keys = ("MESHCTL_STATE_DIR", "MESHCTL_CACHE_DIR")
     saved = {k: os.environ.get(k) for k in keys}
     os.environ["MESHCTL_STATE_DIR"] = str(path)
     os.environ["MESHCTL_CACHE_DIR"] = str(tmp_path_factory.mktemp("meshctl-cache"))
-    yield path
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    try:
+        yield path
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture
+def meshctl_state_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Mesh CAs, generated keys and host caches in a temporary directory."""
+    with private_state(tmp_path_factory) as path:
+        yield path
 
 
 @pytest.fixture

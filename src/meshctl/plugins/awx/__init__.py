@@ -26,8 +26,8 @@ from meshctl.plugin import (
 from meshctl.plugins.awx.client import AwxClient
 from meshctl.plugins.awx.lifecycle import deprovision, health_check
 from meshctl.plugins.awx.model import AwxNode, AwxSection
-from meshctl.plugins.awx.plan import read, steps, wanted
-from meshctl.plugins.awx.sync import located, sync
+from meshctl.plugins.awx.plan import wanted
+from meshctl.plugins.awx.sync import survey, sync
 
 #: Peers are receptor-address ids since AWX 23.8; 23.0-23.7 took hostnames, older had none.
 SUPPORTED = (23, 8)
@@ -90,21 +90,29 @@ def meshctl_after_provision(topology, results, options):
     if not options.get("awx"):
         return None
     client = client_for(topology)
-    wants, _ = wanted(topology)
-    _, refused = steps(wants, read(client, {g for w in wants for g in w.groups}))
-    done = sync(client, topology, [w for w in wants if not any(r[0] is w for r in refused)])
+    found = survey(client, topology)
+    done = sync(client, topology, found)
     out = [CheckResult(True, f"awx: {len(done)} change(s) made" if done else "awx: already in sync")]
-    out += [CheckResult(False, located(topology, w, field, f"{w.hostname}: {why}")) for w, field, why in refused]
-    hosts = [w.hostname for w in wants if w.node_type == "execution" and not any(r[0] is w for r in refused)]
+    out += [CheckResult(False, p) for p in found.problems(topology)]
+    hosts = [w.hostname for w in found.wants if w.node_type == "execution" and w.hostname not in found.refused_hosts()]
     for h in health_check(client, hosts, topology.sections["awx"].health_check_timeout) if hosts else []:
-        verdict = "ready" if h.ready else (h.node_state if h.done else "still pending")
-        out.append(CheckResult(h.ready, f"awx: {h.hostname}: {verdict} (capacity {h.capacity}, "
-                                        f"{h.version or 'no version'})" + (f": {h.errors}" if h.errors else "")))
+        out.append(CheckResult(h.ready, f"awx: {h.summary()}"))
     return out
 
 
-def _refusals(cmd: CommandRun, refused: list) -> list[str]:
-    return [located(cmd.topology, w, field, f"{w.hostname}: {why}") for w, field, why in refused]
+def _report(cmd: CommandRun, title: str, key: str, steps_: list, problems: list[str], summary: str) -> None:
+    """What awx plan and awx sync print: the steps, the refusals, a summary line."""
+    if cmd.output == "json":
+        print_json({"command": title, key: [s if isinstance(s, dict) else str(s) for s in steps_],
+                    "refused": problems})
+    else:
+        for s in steps_:
+            cmd.state.out.print(f"  {s}", markup=False)
+        for p in problems:
+            cmd.state.err.print(p, markup=False)
+        cmd.state.out.print(summary)
+    if problems:
+        cmd.exit(1)
 
 
 @hookimpl
@@ -116,40 +124,22 @@ def meshctl_register_commands(cli):
     @mesh_command(awx, "plan", reaches_nodes=False)
     def plan(cmd: CommandRun) -> None:
         """Show what AWX records differently from mesh.yml, and what sync would write."""
-        wants, _ = wanted(cmd.topology)
-        client = client_for(cmd.topology)
-        todo, refused = steps(wants, read(client, {g for w in wants for g in w.groups}))
-        problems = _refusals(cmd, refused)
+        found = survey(client_for(cmd.topology), cmd.topology)
         if cmd.output == "json":
-            print_json({"command": "awx plan", "steps": [{"kind": s.kind, "target": s.target, "detail": s.detail}
-                                                         for s in todo], "refused": problems})
+            listed: list = [{"kind": s.kind, "target": s.target, "detail": s.detail} for s in found.todo]
         else:
-            for s in todo:
-                cmd.state.out.print(f"  {s}", markup=False)
-            for p in problems:
-                cmd.state.err.print(p, markup=False)
-            cmd.state.out.print(f"awx: {len(todo)} change(s)" if todo else "awx: in sync with mesh.yml")
-        if problems:
-            cmd.exit(1)
+            listed = found.todo
+        _report(cmd, "awx plan", "steps", listed, found.problems(cmd.topology),
+                f"awx: {len(found.todo)} change(s)" if found.todo else "awx: in sync with mesh.yml")
 
     @mesh_command(awx, "sync", reaches_nodes=False)
     def sync_cmd(cmd: CommandRun) -> None:
         """Register, update, peer and group the mesh's nodes in AWX; read AWX back to check."""
-        wants, _ = wanted(cmd.topology)
         client = client_for(cmd.topology)
-        _, refused = steps(wants, read(client, {g for w in wants for g in w.groups}))
-        done = sync(client, cmd.topology, [w for w in wants if not any(r[0] is w for r in refused)])
-        problems = _refusals(cmd, refused)
-        if cmd.output == "json":
-            print_json({"command": "awx sync", "done": [str(s) for s in done], "refused": problems})
-        else:
-            for s in done:
-                cmd.state.out.print(f"  {s}", markup=False)
-            for p in problems:
-                cmd.state.err.print(p, markup=False)
-            cmd.state.out.print(f"awx: {len(done)} change(s) made" if done else "awx: already in sync")
-        if problems:
-            cmd.exit(1)
+        found = survey(client, cmd.topology)
+        done = sync(client, cmd.topology, found)
+        _report(cmd, "awx sync", "done", done, found.problems(cmd.topology),
+                f"awx: {len(done)} change(s) made" if done else "awx: already in sync")
 
     @mesh_command(awx, "health", reaches_nodes=False)
     @click.option("--timeout", type=click.FloatRange(1, 3600), default=None,
@@ -165,9 +155,7 @@ def meshctl_register_commands(cli):
             print_json({"command": "awx health", "nodes": [h.to_json() for h in results]})
         else:
             for h in results:
-                verdict = "ready" if h.ready else (h.node_state if h.done else "still pending")
-                cmd.state.out.print(f"  {h.hostname}: {verdict} (capacity {h.capacity}, {h.version or 'no version'})"
-                                    + (f": {h.errors}" if h.errors else ""), markup=False)
+                cmd.state.out.print(f"  {h.summary()}", markup=False)
         if not all(h.ready for h in results):
             cmd.exit(1)
 
@@ -196,14 +184,12 @@ def meshctl_register_commands(cli):
         """AWX's view of every node beside mesh.yml's: registered or not, node_state,
         capacity, version, last health check and errors, and what differs (the writes
         awx sync would make). Exit 1 when a node is missing, differs or is not ready."""
-        wants, _ = wanted(cmd.topology)
-        cur = read(client_for(cmd.topology), {g for w in wants for g in w.groups})
-        todo, refused = steps(wants, cur)
+        found = survey(client_for(cmd.topology), cmd.topology)
         rows = []
-        for w in wants:
-            inst = cur.instances.get(w.hostname) or {}
-            differs = [s.detail for s in todo if s.target == w.hostname]
-            differs += [why for r, _, why in refused if r is w]
+        for w in found.wants:
+            inst = found.cur.instances.get(w.hostname) or {}
+            differs = [s.detail for s in found.todo if s.target == w.hostname]
+            differs += [why for r, _, why in found.refused if r is w]
             ok = bool(inst) and not differs and (w.node_type == "hop" or inst.get("node_state") == "ready")
             rows.append({"node": w.hostname, "node_type": w.node_type, "registered": bool(inst),
                          "node_state": inst.get("node_state"), "capacity": inst.get("capacity"),

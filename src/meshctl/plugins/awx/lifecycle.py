@@ -29,6 +29,11 @@ class Health:
     def ready(self) -> bool:
         return self.done and self.node_state == "ready" and not self.errors
 
+    def summary(self) -> str:
+        verdict = "ready" if self.ready else (self.node_state if self.done else "still pending")
+        return (f"{self.hostname}: {verdict} (capacity {self.capacity}, {self.version or 'no version'})"
+                + (f": {self.errors}" if self.errors else ""))
+
     def to_json(self) -> dict[str, Any]:
         return {"node": self.hostname, "node_state": self.node_state, "capacity": self.capacity,
                 "version": self.version, "errors": self.errors, "done": self.done, "ready": self.ready}

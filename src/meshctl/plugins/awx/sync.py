@@ -3,11 +3,12 @@ not keep (an instance id taken for an address id, a flag dropped) is an error.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from meshctl.plugin import MeshctlError, Topology
 from meshctl.plugins.awx.client import AwxClient, AwxError, describe
-from meshctl.plugins.awx.plan import Current, Step, Want, read, steps
+from meshctl.plugins.awx.plan import Current, Step, Want, read, steps, wanted
 
 #: AWX's error fields and the mesh.yml keys they come from.
 FIELD_PATHS = {"hostname": ("name",), "node_type": ("role",), "listener_port": ("listener", "port"),
@@ -51,6 +52,7 @@ def apply(client: AwxClient, topology: Topology, wants: list[Want], todo: list[S
     by_host = {w.hostname: w for w in wants}
     ids = {h: i["id"] for h, i in cur.instances.items()}
     group_ids = {n: g["id"] for n, g in cur.groups.items()}
+    canonical: dict[int, int] | None = None
     for step in todo:
         want = by_host.get(step.target)
         try:
@@ -61,8 +63,9 @@ def apply(client: AwxClient, topology: Topology, wants: list[Want], todo: list[S
             elif step.kind == "update":
                 client.patch(f"instances/{ids[step.target]}/", step.body)
             elif step.kind == "peers":
-                addresses = client.all("receptor_addresses/")
-                canonical = {a["instance"]: a["id"] for a in addresses if a.get("canonical")}
+                if canonical is None:  # read once: every create comes before the first peers step
+                    canonical = {a["instance"]: a["id"] for a in client.all("receptor_addresses/")
+                                 if a.get("canonical")}
                 peer_ids = sorted(canonical[ids[p]] for p in step.body["peers"])
                 client.patch(f"instances/{ids[step.target]}/", {"peers": peer_ids})
             elif step.kind in ("associate", "disassociate"):
@@ -74,13 +77,37 @@ def apply(client: AwxClient, topology: Topology, wants: list[Want], todo: list[S
             raise refusal(topology, want, exc) from None
 
 
-def sync(client: AwxClient, topology: Topology, wants: list[Want]) -> list[Step]:
-    groups = {g for w in wants for g in w.groups}
-    cur = read(client, groups)
-    todo, _ = steps(wants, cur)
-    apply(client, topology, wants, todo, cur)
-    if todo:
-        left, _ = steps(wants, read(client, groups))
+@dataclass
+class Survey:
+    """mesh.yml's wants, AWX as read, the writes between them and the refusals."""
+
+    wants: list[Want]
+    cur: Current
+    todo: list[Step]
+    refused: list[tuple[Want, str, str]]
+
+    @property
+    def groups(self) -> set[str]:
+        return {g for w in self.wants for g in w.groups}
+
+    def refused_hosts(self) -> set[str]:
+        return {w.hostname for w, _, _ in self.refused}
+
+    def problems(self, topology: Topology) -> list[str]:
+        return [located(topology, w, field, f"{w.hostname}: {why}") for w, field, why in self.refused]
+
+
+def survey(client: AwxClient, topology: Topology) -> Survey:
+    wants, _ = wanted(topology)
+    cur = read(client, {g for w in wants for g in w.groups})
+    return Survey(wants, cur, *steps(wants, cur))
+
+
+def sync(client: AwxClient, topology: Topology, found: Survey) -> list[Step]:
+    """Make the surveyed writes (refused nodes have none), then read AWX back."""
+    apply(client, topology, found.wants, found.todo, found.cur)
+    if found.todo:
+        left, _ = steps(found.wants, read(client, found.groups))
         if left:
             raise MeshctlError("AWX accepted but did not keep: " + "; ".join(str(s) for s in left))
-    return todo
+    return found.todo
