@@ -12,9 +12,9 @@ holds them to it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from meshctl.core import facts, pki, receptor
-from meshctl.core.cli import RunOptions
-from meshctl.core.command import CommandRun, mesh_command
 from meshctl.core.errors import MeshctlError, PluginError, UsageError, shorten
 from meshctl.core.facts import (
     Fact,
@@ -68,7 +68,6 @@ from meshctl.core.oskit import (
     runs_work,
     state_fact,
 )
-from meshctl.core.output import print_checks, print_json, print_plan, print_summary, summary_counts
 from meshctl.core.pki import (
     KEY_TYPES,
     NODEID_OID,
@@ -122,6 +121,46 @@ from meshctl.core.types import (
     backend_problems,
 )
 from meshctl.core.writers import toml_comment, toml_table, yaml_scalar
+
+if TYPE_CHECKING:
+    from meshctl.core.cli import RunOptions
+    from meshctl.core.command import CommandRun, mesh_command
+    from meshctl.core.output import (
+        print_checks,
+        print_json,
+        print_plan,
+        print_summary,
+        summary_counts,
+    )
+
+# The command and output helpers bring click and rich: loaded on first use, so
+# planning (and a plugin module that imports only operations) stays light.
+_LAZY = {
+    "RunOptions": "meshctl.core.cli",
+    "CommandRun": "meshctl.core.command",
+    "mesh_command": "meshctl.core.command",
+    "print_checks": "meshctl.core.output",
+    "print_json": "meshctl.core.output",
+    "print_plan": "meshctl.core.output",
+    "print_summary": "meshctl.core.output",
+    "summary_counts": "meshctl.core.output",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'meshctl.plugin' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "Absent",

@@ -159,9 +159,10 @@ def needed_facts(ops: Iterable[Operation], manager: str) -> list[F.Fact]:
 def plan_operations(ops: list[Operation], facts: dict[str, Any], manager: str) -> list[Change | NoChange]:
     """Pure planning: each operation against the facts, in order, with triggers."""
     guarded = {o.id for o in ops if isinstance(o, GuardedService)}
-    for op in ops:
-        if guarded.intersection(op.notify) or guarded.intersection(op.reload):
-            op.backup = True
+    if guarded:
+        for op in ops:
+            if guarded.intersection(op.notify) or guarded.intersection(op.reload):
+                op.backup = True
     changed: set[str] = set()
     out: list[Change | NoChange] = []
     for op in ops:

@@ -6,6 +6,7 @@ Parsing lives in :mod:`meshctl.core.topology_load`, the cross-field rules in
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import os
 import re
@@ -250,8 +251,10 @@ def state_dir(topo: Topology) -> Path:
     return Path(data) / "meshctl" / topo.mesh
 
 
+@functools.lru_cache(maxsize=4096)
 def valid_address(value: str) -> bool:
     """A hostname (RFC 1123), an IPv4 or an IPv6 address."""
+    # Cached: a big mesh asks about the same few peer and jump-host names per node.
     try:
         # A %scope (fe80::1%eth0) names an interface of this machine: it cannot be a
         # certificate name (SAN) and means nothing on another host.

@@ -255,7 +255,11 @@ def read_only(value: Any) -> Any:
     # Scalar leaves are most of a node's receptor.conf: tested inline, not by a call each.
     kind = type(value)
     if kind is dict:
-        return ReadOnlyDict({k: v if type(v) in _SCALARS else read_only(v) for k, v in value.items()})
+        out = ReadOnlyDict(value)  # copied in C; only the nested containers are redone
+        for k, v in value.items():
+            if type(v) not in _SCALARS:
+                dict.__setitem__(out, k, read_only(v))
+        return out
     if kind is list or kind is tuple:
         return tuple(v if type(v) in _SCALARS else read_only(v) for v in value)
     if kind in _SCALARS or kind is ReadOnlyDict:
