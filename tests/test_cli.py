@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_topology import SEED
+from seed import EDGE
 
 DATA = Path(__file__).parent / "data"
 
@@ -25,7 +25,7 @@ def meshctl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 @pytest.fixture
 def mesh(tmp_path):
     p = tmp_path / "mesh.yml"
-    p.write_text(SEED)
+    p.write_text(EDGE)
     return p
 
 

@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+from seed import edge
 
 from meshctl.core.errors import MeshctlError, UsageError
 from meshctl.core.graph import (
@@ -26,25 +27,13 @@ from meshctl.core.graph import (
 from meshctl.core.plugins import create_plugin_manager
 from meshctl.core.topology import Topology, parse_topology
 
-MESH = """\
-mesh: edge
-defaults:
-  ssh: {user: cloud-user, port: 22, key: ~/.ssh/id_ed25519, become: true}
-  listener: {port: 27199, protocol: tcp}
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-  - name: hop01.example.com
-    role: hop
-    listener: {port: 443, protocol: ws}
-    peers: [awx-task]
-  - name: exec01.example.com
-    role: execution
-    peers: [hop01.example.com]
-    ssh: {host: 192.0.2.10, via: hop01.example.com}
-    instance_groups: [edge]
+# The seed with what the diagrams must show: a ws listener (its protocol on the edge
+# label), instance groups, a node with an address and no listener, a hybrid node.
+MESH = edge(
+    {"    listener: {port: 27199}\n": "    listener: {port: 443, protocol: ws}\n",
+     "    ssh: {host: 192.0.2.10, via: hop01.example.com}\n":
+         "    ssh: {host: 192.0.2.10, via: hop01.example.com}\n    instance_groups: [edge]\n"},
+    nodes="""\
   - name: exec@site-2.example.com
     role: execution
     address: exec2.example.com
@@ -56,7 +45,7 @@ nodes:
     address: hybrid1.example.com
     listener: {port: 27200}
     peers: [hop01.example.com]
-"""
+""")
 
 HAVE_DOT = shutil.which("dot") is not None
 needs_dot = pytest.mark.skipif(not HAVE_DOT, reason="graphviz 'dot' is not installed")

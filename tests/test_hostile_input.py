@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_topology import SEED
+from seed import EDGE, edge
 
 from meshctl.core.errors import UsageError
 from meshctl.core.files import read_bytes, read_text
@@ -108,7 +108,7 @@ def test_cli_dev_zero_and_sparse(tmp_path):
 
 
 def test_cli_topology_still_reads(tmp_path):
-    (tmp_path / "mesh.yml").write_text(SEED)
+    (tmp_path / "mesh.yml").write_text(EDGE)
     r = meshctl("validate", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
 
@@ -142,19 +142,9 @@ def test_open_tar_bounds_members_and_unpacked_size():
 
 # -- YAML: alias bombs, huge and odd numbers ----------------------------------------
 
-NODE_PORT = """\
-mesh: edge
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener: {{port: 27199}}
-  - name: exec01
-    role: execution
-    peers: [awx-task]
-    ssh: {{port: {port}}}
-"""
+def hop_ssh(ssh: str) -> str:
+    """The seed with ``ssh: SSH`` on hop01 (nodes[1]), at line 14."""
+    return edge({"    peers: [awx-task]\n": f"    peers: [awx-task]\n    ssh: {ssh}\n"})
 
 
 def _bomb(levels: int, width: int = 10) -> str:
@@ -178,10 +168,10 @@ def test_yaml_alias_bomb_is_refused(tmp_path):
 ])
 def test_odd_numbers_are_located_errors(tmp_path, port, message):
     p = tmp_path / "mesh.yml"
-    p.write_text(NODE_PORT.format(port=port))
+    p.write_text(hop_ssh(f"{{port: {port}}}"))
     r = meshctl("validate", "-f", str(p))
     err = one_line_error(r)
-    assert err.startswith(f"{p}:11:17: {message}"), err[:300]
+    assert err.startswith(f"{p}:14:17: {message}"), err[:300]
 
 
 def test_alias_to_a_merged_mapping_keeps_its_overrides():
@@ -285,17 +275,16 @@ def test_aap_bom_does_not_shift_lines(tmp_path):
 @pytest.mark.parametrize("user", ['"root\\n"', "'bad user'", "-oProxyCommand=x", "'a;b'", "x" * 33])
 def test_topology_ssh_user_is_a_user_name(tmp_path, user):
     p = tmp_path / "mesh.yml"
-    p.write_text(NODE_PORT.format(port=22).replace("ssh: {port: 22}", f"ssh: {{port: 22, user: {user}}}"))
+    p.write_text(hop_ssh(f"{{port: 22, user: {user}}}"))
     r = meshctl("validate", "-f", str(p))
-    assert f"{p}:11:" in one_line_error(r) and "ssh.user: " in r.stderr and "is not a user name" in r.stderr
+    assert f"{p}:14:" in one_line_error(r) and "ssh.user: " in r.stderr and "is not a user name" in r.stderr
 
 
 def test_topology_ssh_user_accepts_real_names(tmp_path, plugins):
     from meshctl.core.topology import parse_topology
 
     for user in ("cloud-user", "ec2_user", "john.doe", "alice@EXAMPLE.COM", "_svc"):
-        parse_topology(NODE_PORT.format(port=22).replace("{port: 22}", f"{{port: 22, user: {user}}}"),
-                       "m.yml", plugins)
+        parse_topology(hop_ssh(f"{{port: 22, user: {user}}}"), "m.yml", plugins)
 
 
 # -- output files are written whole or not at all; messages print what they say --------
@@ -304,7 +293,7 @@ def test_topology_ssh_user_accepts_real_names(tmp_path, plugins):
 @pytest.fixture
 def mesh(tmp_path):
     p = tmp_path / "mesh.yml"
-    p.write_text(SEED)
+    p.write_text(EDGE)
     return p
 
 
@@ -346,7 +335,7 @@ def test_file_size_limit_leaves_the_old_file_whole(mesh, tmp_path, command):
 def test_paths_with_brackets_are_printed_as_they_are(tmp_path, name):
     d = tmp_path / name  # "a[/]b" is a directory "a[" holding "]b"
     d.mkdir(parents=True)
-    (d / "mesh.yml").write_text(SEED)
+    (d / "mesh.yml").write_text(EDGE)
     r = meshctl("validate", "-f", str(d / "mesh.yml"))
     assert r.returncode == 0, r.stderr
     assert f"{d / 'mesh.yml'}: valid" in r.stdout
@@ -358,7 +347,7 @@ def test_paths_with_brackets_are_printed_as_they_are(tmp_path, name):
 
 def test_messages_quote_a_long_value_not_all_of_it(tmp_path):
     p = tmp_path / "mesh.yml"
-    p.write_text(SEED.replace("mesh: edge", "mesh: " + "m" * 100_000))
+    p.write_text(EDGE.replace("mesh: edge", "mesh: " + "m" * 100_000))
     r = meshctl("validate", "-f", str(p))
     assert r.returncode == 2 and "mesh name 'mmmm" in r.stderr
     assert len(r.stderr) < 2500, len(r.stderr)
@@ -374,6 +363,6 @@ def test_unprintable_path_stays_on_one_line(tmp_path):
 def test_scoped_ipv6_address_is_a_located_error(tmp_path):
     # A %scope names an interface of one machine: no certificate can carry it.
     p = tmp_path / "mesh.yml"
-    p.write_text(SEED.replace("ssh: {host: 192.0.2.10,", 'address: "fe80::1%eth0"\n    ssh: {host: 192.0.2.10,'))
+    p.write_text(EDGE.replace("ssh: {host: 192.0.2.10,", 'address: "fe80::1%eth0"\n    ssh: {host: 192.0.2.10,'))
     r = meshctl("validate", "-f", str(p))
     assert f"{p}:17:" in one_line_error(r) and "address 'fe80::1%eth0' is not a valid hostname" in r.stderr

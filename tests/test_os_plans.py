@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
+from seed import edge
 
 from meshctl.core import facts as F
 from meshctl.core import factscript
@@ -39,22 +40,14 @@ RELEASES = sorted(DATA.glob("*.yml"))
 MODULES = {"rhel": os_rhel, "debian": os_debian}
 NODES = {"execution": "exec01.example.com", "hop": "hop01.example.com"}
 
-TOPOLOGY = """\
-mesh: os-test
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener: {port: 27199}
-  - name: hop01.example.com
-    role: hop
-    listener: {port: 27199}
-    peers: [awx-task]
-  - name: exec01.example.com
-    role: execution
-    peers: [hop01.example.com]
-"""
+
+def mesh(sections: str = "") -> str:
+    """The seed, exec01 dialing out only (no port to open), with top-level ``sections``."""
+    return edge({"    peers: [hop01.example.com]\n": "    peers: [hop01.example.com]\n    listener: false\n"},
+                sections=sections)
+
+
+TOPOLOGY = mesh()
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +217,7 @@ def test_notification_from_another_plugin_reaches_restorecon(plugins):
 
 
 def test_firewall_zone_comes_from_the_mesh_section(plugins):
-    topology = TOPOLOGY.replace("mesh: os-test\n", "mesh: os-test\nfirewall: {zone: internal}\n")
-    ctx, facts = rhel95(plugins, topology=topology)
+    ctx, facts = rhel95(plugins, topology=mesh("firewall: {zone: internal}\n"))
     fw = next(op for op in os_operations(ctx) if op.id == "firewall:firewalld")
     assert fw.command == ("firewall-cmd --permanent --zone=internal --add-port=27199/tcp"
                           " && firewall-cmd --zone=internal --add-port=27199/tcp")
@@ -235,10 +227,10 @@ def test_firewall_zone_comes_from_the_mesh_section(plugins):
 
 @pytest.mark.parametrize("family", ["rhel", "debian"])
 def test_firewall_manage_false_touches_nothing_and_says_so(plugins, family):
-    topology = TOPOLOGY.replace("mesh: os-test\n", "mesh: os-test\nfirewall: {manage: false}\n")
+    text = mesh("firewall: {manage: false}\n")
     name = "rhel-9.5.yml" if family == "rhel" else "ubuntu-22.04.yml"
     release = OSRelease.parse(load(DATA / name)["os_release"])
-    ctx = context(plugins, release, NODES["hop"], topology)
+    ctx = context(plugins, release, NODES["hop"], text)
     fw = [op for op in os_operations(ctx) if op.id.startswith("firewall:")]
     assert [op.facts(ctx.os_family.package_manager) for op in fw] == [[]]
     assert fw[0].plan({}, set(), ctx.os_family.package_manager).reason == "firewall.manage is false: not touched"
@@ -248,8 +240,7 @@ def test_firewall_section_rejects_typos(plugins):
     from meshctl.core.errors import TopologyError
 
     with pytest.raises(TopologyError) as info:
-        parse_topology(TOPOLOGY.replace("mesh: os-test\n", "mesh: os-test\nfirewall: {zones: dmz}\n"),
-                       plugins=plugins)
+        parse_topology(mesh("firewall: {zones: dmz}\n"), plugins=plugins)
     assert "unknown key 'zones' in firewall (did you mean 'zone'?)" in str(info.value.diagnostics[0])
 
 

@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import yaml
+from seed import edge
 
 from meshctl.core.engine import build_operations
 from meshctl.core.receptor import Octal, render_config, scalar
 from meshctl.core.topology import parse_topology
 from meshctl.core.types import NodeContext, OSRelease
 
-MESH = """\
-mesh: edge
-defaults:
-  listener: {port: 27199, protocol: tcp}
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-  - name: hop01.example.com
-    role: hop
-    peers: [awx-task]
-  - name: exec01.example.com
-    role: execution
-    listener: false
-    peers: [hop01.example.com]
-"""
+# The seed, exec01 dialing out only.
+MESH = edge({"    peers: [hop01.example.com]\n": "    peers: [hop01.example.com]\n    listener: false\n"})
 
 TLS = "/etc/receptor/tls"
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from seed import edge
 
 from meshctl.core.engine import build_operations, plan_operations
 from meshctl.core.errors import TopologyError
@@ -18,22 +19,10 @@ from meshctl.core.topology import parse_topology
 from meshctl.core.types import NodeContext, OSRelease
 from meshctl.plugins.cert_backends import work_key_problem
 
-BASE = """\
-mesh: edge
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener: {port: 27199}
-  - name: hop01.example.com
-    role: hop
-    listener: {port: 443, protocol: ws, path: /mesh}
-    peers: [awx-task]
-  - name: exec01.example.com
-    role: execution
-    peers: [hop01.example.com]
-"""
+# The seed with hop01 a ws listener on a privileged port under a path, and exec01
+# dialing out only.
+BASE = edge({"    listener: {port: 27199}\n": "    listener: {port: 443, protocol: ws, path: /mesh}\n",
+             "    peers: [hop01.example.com]\n": "    peers: [hop01.example.com]\n    listener: false\n"})
 
 
 def ops_of(plugins, text, name):
@@ -71,7 +60,7 @@ def test_ws_listener_serves_its_path(plugins):
 
 
 def test_path_is_for_ws_listeners_only(plugins):
-    bad = BASE.replace("listener: {port: 27199}", "listener: {port: 27199, path: /x}")
+    bad = BASE.replace("listener: {port: 27199, protocol: tcp}", "listener: {port: 27199, protocol: tcp, path: /x}")
     assert any("listener path is for protocol ws only" in e for e in errors(plugins, bad))
 
 
@@ -179,7 +168,8 @@ def test_an_unmanaged_node_may_be_isolated_in_the_topology(plugins):
                                          ("::", False), ("2001:db8::1", False), ("[10.0.0.1]", False),
                                          ("bad host", False)])
 def test_bindaddr(plugins, bindaddr, ok):
-    text = BASE.replace("listener: {port: 27199}", f"listener: {{port: 27199, bindaddr: '{bindaddr}'}}")
+    text = BASE.replace("listener: {port: 27199, protocol: tcp}",
+                        f"listener: {{port: 27199, protocol: tcp, bindaddr: '{bindaddr}'}}")
     if ok:
         parse_topology(text, "mesh.yml", plugins)
     else:

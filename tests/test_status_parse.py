@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_topology import SEED
+from seed import EDGE
 
 from meshctl.core import receptor as R
 from meshctl.core.topology import parse_topology
@@ -40,7 +40,7 @@ USER = "awx"
 
 @pytest.fixture
 def node(plugins):
-    return parse_topology(SEED, "mesh.yml", plugins).node("exec01.example.com")
+    return parse_topology(EDGE, "mesh.yml", plugins).node("exec01.example.com")
 
 
 @pytest.fixture

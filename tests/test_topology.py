@@ -5,29 +5,10 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from seed import EDGE
 
 from meshctl.core.errors import TopologyError
 from meshctl.core.topology import parse_topology, valid_address
-
-SEED = """\
-mesh: edge
-defaults:
-  ssh: {user: cloud-user, port: 22, key: ~/.ssh/id_ed25519, become: true}
-  listener: {port: 27199, protocol: tcp}
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-  - name: hop01.example.com
-    role: hop
-    listener: {port: 27199}
-    peers: [awx-task]
-  - name: exec01.example.com
-    role: execution
-    peers: [hop01.example.com]
-    ssh: {host: 192.0.2.10, via: hop01.example.com}
-"""
 
 
 def parse(text, plugins):
@@ -41,7 +22,7 @@ def errors_of(text, plugins):
 
 
 def test_seed_is_valid(plugins):
-    topo = parse(SEED, plugins)
+    topo = parse(EDGE, plugins)
     assert [n.name for n in topo.nodes] == ["awx-task", "hop01.example.com", "exec01.example.com"]
     exec01 = topo.node("exec01.example.com")
     assert exec01.ssh.user == "cloud-user" and exec01.ssh.host == "192.0.2.10"
@@ -55,53 +36,53 @@ def test_seed_is_valid(plugins):
 # (mutation of the seed, expected "LINE:COL: message" fragment). Each rule has a
 # failing case here; the seed itself (and the "passing" list below) are the passing ones.
 FAILING = [
-    ("yaml syntax", SEED.replace("peers: [awx-task]", "peers: [awx-task"), "YAML syntax error"),
-    ("unknown key", SEED.replace("    address: awx.example.com", "    adress: awx.example.com"),
+    ("yaml syntax", EDGE.replace("peers: [awx-task]", "peers: [awx-task"), "YAML syntax error"),
+    ("unknown key", EDGE.replace("    address: awx.example.com", "    adress: awx.example.com"),
      "mesh.yml:9:5: unknown key 'adress' in nodes[0] (did you mean 'address'?)"),
-    ("unknown top key", SEED + "nodez: []\n", "unknown key 'nodez' (did you mean 'nodes'?)"),
-    ("duplicate key", SEED.replace("    role: hop\n", "    role: hop\n    role: hop\n"), "duplicate key 'role'"),
-    ("port range", SEED.replace("listener: {port: 27199}", "listener: {port: 70000}"),
+    ("unknown top key", EDGE + "nodez: []\n", "unknown key 'nodez' (did you mean 'nodes'?)"),
+    ("duplicate key", EDGE.replace("    role: hop\n", "    role: hop\n    role: hop\n"), "duplicate key 'role'"),
+    ("port range", EDGE.replace("listener: {port: 27199}", "listener: {port: 70000}"),
      "mesh.yml:12:22: nodes[1].listener.port: Input should be less than or equal to 65535"),
-    ("port type", SEED.replace("port: 22,", "port: twenty,"), "defaults.ssh.port: Input should be a valid integer"),
-    ("protocol", SEED.replace("protocol: tcp", "protocol: udp"), "defaults.listener.protocol: must be 'tcp' or 'ws'"),
-    ("required name", SEED.replace("  - name: awx-task\n    role: control", "  - role: control"),
+    ("port type", EDGE.replace("port: 22,", "port: twenty,"), "defaults.ssh.port: Input should be a valid integer"),
+    ("protocol", EDGE.replace("protocol: tcp", "protocol: udp"), "defaults.listener.protocol: must be 'tcp' or 'ws'"),
+    ("required name", EDGE.replace("  - name: awx-task\n    role: control", "  - role: control"),
      "nodes[0]: required key 'name' is missing"),
-    ("required mesh", SEED.replace("mesh: edge\n", ""), "required key 'mesh' is missing"),
-    ("bad node name", SEED.replace("name: awx-task", "name: 'awx task'").replace("[awx-task]", "['awx task']"),
+    ("required mesh", EDGE.replace("mesh: edge\n", ""), "required key 'mesh' is missing"),
+    ("bad node name", EDGE.replace("name: awx-task", "name: 'awx task'").replace("[awx-task]", "['awx task']"),
      "not a valid receptor node id"),
-    ("bad address", SEED.replace("address: awx.example.com", "address: awx_example..com"),
+    ("bad address", EDGE.replace("address: awx.example.com", "address: awx_example..com"),
      "mesh.yml:9:14: address 'awx_example..com' is not a valid hostname or IP address"),
-    ("bad ip", SEED.replace("host: 192.0.2.10", "host: 192.0.2.300"), "ssh.host '192.0.2.300' is not a valid"),
-    ("duplicate name", SEED.replace("name: exec01.example.com", "name: hop01.example.com"),
+    ("bad ip", EDGE.replace("host: 192.0.2.10", "host: 192.0.2.300"), "ssh.host '192.0.2.300' is not a valid"),
+    ("duplicate name", EDGE.replace("name: exec01.example.com", "name: hop01.example.com"),
      "duplicate node name 'hop01.example.com' (first defined at line 10)"),
-    ("duplicate listener", SEED.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    address: hop01.example.com\n"),
+    ("duplicate listener", EDGE.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    address: hop01.example.com\n"),
      "listener hop01.example.com:27199 of 'exec01.example.com' is already used by 'hop01.example.com'"),
-    ("unknown peer", SEED.replace("peers: [hop01.example.com]", "peers: [hop02.example.com]"),
+    ("unknown peer", EDGE.replace("peers: [hop01.example.com]", "peers: [hop02.example.com]"),
      "mesh.yml:16:13: peer 'hop02.example.com' is not a node in this topology (did you mean 'hop01.example.com'?)"),
-    ("self peer", SEED.replace("peers: [hop01.example.com]", "peers: [exec01.example.com]"), "cannot peer with itself"),
-    ("duplicate peer", SEED.replace("peers: [hop01.example.com]", "peers: [hop01.example.com, hop01.example.com]"),
+    ("self peer", EDGE.replace("peers: [hop01.example.com]", "peers: [exec01.example.com]"), "cannot peer with itself"),
+    ("duplicate peer", EDGE.replace("peers: [hop01.example.com]", "peers: [hop01.example.com, hop01.example.com]"),
      "mesh.yml:16:32: duplicate peer 'hop01.example.com'"),
-    ("mutual peers", SEED.replace("    listener: {port: 27199}\n    peers: [awx-task]", "    listener: {port: 27199}\n    peers: [awx-task, exec01.example.com]"),
+    ("mutual peers", EDGE.replace("    listener: {port: 27199}\n    peers: [awx-task]", "    listener: {port: 27199}\n    peers: [awx-task, exec01.example.com]"),
      "peer to each other: a connection goes one way only"),
-    ("peer without listener", SEED.replace("    managed: false\n", "    managed: false\n    listener: false\n"),
+    ("peer without listener", EDGE.replace("    managed: false\n", "    managed: false\n    listener: false\n"),
      "'hop01.example.com' peers to 'awx-task', which has no listener"),
-    ("hop runs no work", SEED.replace("    role: hop\n", "    role: hop\n    instance_groups: [edge]\n"),
+    ("hop runs no work", EDGE.replace("    role: hop\n", "    role: hop\n    instance_groups: [edge]\n"),
      "a hop node runs no work: it cannot be in instance groups"),
-    ("control runs no work", SEED.replace("    role: control\n", "    role: control\n    instance_groups: [edge]\n"),
+    ("control runs no work", EDGE.replace("    role: control\n", "    role: control\n    instance_groups: [edge]\n"),
      "a control node runs no work"),
-    ("unknown via", SEED.replace("via: hop01.example.com", "via: hop9"), "ssh.via 'hop9' is not a node"),
-    ("via self", SEED.replace("via: hop01.example.com", "via: exec01.example.com"), "cannot be its own ssh jump host"),
-    ("via cycle", SEED.replace("    listener: {port: 27199}\n    peers: [awx-task]", "    listener: {port: 27199}\n    peers: [awx-task]\n    ssh: {via: exec01.example.com}"),
+    ("unknown via", EDGE.replace("via: hop01.example.com", "via: hop9"), "ssh.via 'hop9' is not a node"),
+    ("via self", EDGE.replace("via: hop01.example.com", "via: exec01.example.com"), "cannot be its own ssh jump host"),
+    ("via cycle", EDGE.replace("    listener: {port: 27199}\n    peers: [awx-task]", "    listener: {port: 27199}\n    peers: [awx-task]\n    ssh: {via: exec01.example.com}"),
      "ssh.via chain has a cycle: exec01.example.com -> hop01.example.com -> exec01.example.com"),
-    ("unmanaged with ssh", SEED.replace("    address: awx.example.com\n", "    address: awx.example.com\n    ssh: {user: root}\n"),
+    ("unmanaged with ssh", EDGE.replace("    address: awx.example.com\n", "    address: awx.example.com\n    ssh: {user: root}\n"),
      "mesh.yml:10:5: node 'awx-task' is unmanaged (managed: false): it must not have an ssh section"),
-    ("unknown role", SEED.replace("role: execution", "role: executor"), "unknown role 'executor' (did you mean 'execution'?)"),
-    ("hybrid cannot be managed", SEED.replace("    role: control\n    managed: false\n",
+    ("unknown role", EDGE.replace("role: execution", "role: executor"), "unknown role 'executor' (did you mean 'execution'?)"),
+    ("hybrid cannot be managed", EDGE.replace("    role: control\n    managed: false\n",
                                               "    role: hybrid\n    managed: true\n"),
      "role 'hybrid' cannot be provisioned by meshctl: set managed: false"),
     ("not a mapping", "- a\n- b\n", "the topology must be a mapping"),
     ("empty nodes", "mesh: x\nnodes: []\n", "the topology has no nodes"),
-    ("bad mesh name", SEED.replace("mesh: edge", "mesh: 'my mesh'"), "mesh name 'my mesh' must be"),
+    ("bad mesh name", EDGE.replace("mesh: edge", "mesh: 'my mesh'"), "mesh name 'my mesh' must be"),
 ]
 
 
@@ -112,11 +93,11 @@ def test_rule_fails(plugins, text, expected):
 
 
 PASSING = [
-    ("ipv6 address", SEED.replace("host: 192.0.2.10", "host: '2001:db8::10'")),
-    ("listener off for a leaf", SEED.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    listener: false\n")),
-    ("via chain depth 2", SEED + "  - name: exec02.example.com\n    role: execution\n    peers: [hop01.example.com]\n    ssh: {via: exec01.example.com}\n"),
-    ("execution with instance groups", SEED.replace("role: execution", "role: execution\n    instance_groups: [edge]")),
-    ("peer to a listener on another port", SEED.replace("listener: {port: 27199}", "listener: {port: 8443, protocol: ws}")),
+    ("ipv6 address", EDGE.replace("host: 192.0.2.10", "host: '2001:db8::10'")),
+    ("listener off for a leaf", EDGE.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    listener: false\n")),
+    ("via chain depth 2", EDGE + "  - name: exec02.example.com\n    role: execution\n    peers: [hop01.example.com]\n    ssh: {via: exec01.example.com}\n"),
+    ("execution with instance groups", EDGE.replace("role: execution", "role: execution\n    instance_groups: [edge]")),
+    ("peer to a listener on another port", EDGE.replace("listener: {port: 27199}", "listener: {port: 8443, protocol: ws}")),
 ]
 
 
@@ -127,7 +108,7 @@ def test_rule_passes(plugins, text):
 
 
 def test_all_errors_reported_at_once(plugins):
-    text = SEED.replace("role: execution", "role: executor").replace(
+    text = EDGE.replace("role: execution", "role: executor").replace(
         "listener: {port: 27199}", "listener: {port: 0}").replace("via: hop01.example.com", "via: nowhere")
     errors = errors_of(text, plugins)
     assert len(errors) == 3, errors
@@ -135,7 +116,7 @@ def test_all_errors_reported_at_once(plugins):
 
 
 def test_warning_for_execution_without_control_path(plugins):
-    text = SEED + "  - name: lonely.example.com\n    role: execution\n"
+    text = EDGE + "  - name: lonely.example.com\n    role: execution\n"
     topo = parse(text, plugins)
     assert [str(w) for w in topo.warnings] == [
         "mesh.yml:18:11: warning: execution node 'lonely.example.com' has no path to any control node: "
@@ -144,7 +125,7 @@ def test_warning_for_execution_without_control_path(plugins):
 
 
 def test_defaults_merge_and_listener_false(plugins):
-    text = SEED.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    listener: false\n")
+    text = EDGE.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    listener: false\n")
     topo = parse(text, plugins)
     assert topo.node("exec01.example.com").listener is None
     assert topo.node("awx-task").listener.port == 27199
@@ -159,7 +140,7 @@ def test_valid_address(value, ok):
 
 
 def test_merge_keys_and_anchors(plugins):
-    text = SEED + (
+    text = EDGE + (
         "  - &e\n    name: exec02.example.com\n    role: execution\n    peers: [hop01.example.com]\n"
         "  - <<: *e\n    name: exec03.example.com\n"
     )
@@ -224,7 +205,7 @@ def test_a_third_party_role_that_runs_no_work_has_no_instance_groups():
     from meshctl.testing import plugin_manager
 
     plugins = plugin_manager(_role_plugin(Role("relay", runs_work=False, provisionable=True)))
-    text = SEED.replace("    role: hop\n", "    role: relay\n    instance_groups: [edge]\n")
+    text = EDGE.replace("    role: hop\n", "    role: relay\n    instance_groups: [edge]\n")
     assert errors_of(text, plugins) == [
         "mesh.yml:12:5: a relay node runs no work: it cannot be in instance groups"]
 
@@ -234,7 +215,7 @@ def test_a_third_party_controller_is_reached_and_dials_like_control():
     from meshctl.testing import plugin_manager
 
     plugins = plugin_manager(_role_plugin(Role("tower", runs_work=False, provisionable=True, controller=True)))
-    text = SEED.replace("role: control", "role: tower") + (
+    text = EDGE.replace("role: control", "role: tower") + (
         "  - name: exec02.example.com\n    role: execution\n    peers_from_control_nodes: true\n")
     text = text.replace("    managed: false\n", "    listener: {port: 27199}\n", 1)
     topo = parse(text, plugins)
