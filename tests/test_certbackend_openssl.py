@@ -24,6 +24,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
+from seed import edge
 
 import meshctl
 from meshctl.core import pki as C
@@ -450,28 +451,11 @@ def venv_python(tmp_path_factory) -> Path:
     return python
 
 
-MESH_YML = """\
-mesh: edge
-certificates:
-  backend: openssl
-  options: {ca_cert: pki/ca.crt, ca_key: pki/ca.key}
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener: {port: 27199}
-  - name: hop01.example.com
-    role: hop
-    address: 192.0.2.20
-    names: [hop01.dmz.example.com]
-    listener: {port: 27199}
-    peers: [awx-task]
-    certificates: {key_type: ecdsa-p384}
-  - name: exec01.example.com
-    role: execution
-    peers: [hop01.example.com]
-"""
+# The seed with the openssl backend, and hop01 with more names and its own key type.
+MESH_YML = edge({"    listener: {port: 27199}\n":
+                 "    address: 192.0.2.20\n    names: [hop01.dmz.example.com]\n    listener: {port: 27199}\n",
+                 "    peers: [awx-task]\n": "    peers: [awx-task]\n    certificates: {key_type: ecdsa-p384}\n"},
+                sections="certificates:\n  backend: openssl\n  options: {ca_cert: pki/ca.crt, ca_key: pki/ca.key}\n")
 ISSUED = {  # node -> (addresses in its certificate, key type)
     "hop01.example.com": (["192.0.2.20", "hop01.dmz.example.com"], "ecdsa-p384"),
     "exec01.example.com": (["exec01.example.com"], "rsa2048"),

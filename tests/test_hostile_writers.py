@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hostile import hostile_strings
+from seed import edge
 from test_cli import meshctl
 
 from meshctl.core import graph as G
@@ -23,24 +24,8 @@ from meshctl.core.writers import yaml_scalar, yaml_string
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz 'dot' is not installed")
 
-MESH = """\
-mesh: m
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener: {port: 27199}
-  - name: h1
-    role: hop
-    listener: {port: 443, protocol: ws}
-    peers: [awx-task]
-  - name: e1
-    role: execution
-    address: e1.example.com
-    peers: [h1]
-    listener: {port: 27199}
-"""
+# The seed, hop01 a ws listener.
+MESH = edge({"    listener: {port: 27199}\n": "    listener: {port: 443, protocol: ws}\n"})
 
 
 def hostile_topology(strings: list[str]) -> Topology:
@@ -235,8 +220,8 @@ def test_render_mermaid_of_a_hostile_topology_declares_exactly_its_nodes():
 def test_graph_of_a_mesh_yml_with_hostile_instance_groups(tmp_path: Path):
     """End to end: instance group names reach the labels from mesh.yml as written."""
     group = 'g\\"]\\n  n9[\\"evil\\"]\\n%%{init: {}}%%\\u2028x\\0'  # YAML escapes, in a "..." scalar
-    (tmp_path / "mesh.yml").write_text(MESH.replace("    peers: [h1]\n",
-                                                    f'    peers: [h1]\n    instance_groups: ["{group}"]\n'))
+    (tmp_path / "mesh.yml").write_text(MESH.replace("    peers: [hop01.example.com]\n",
+                                                    f'    peers: [hop01.example.com]\n    instance_groups: ["{group}"]\n'))
     r = meshctl("graph", "--format", "mermaid", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     _title, nodes, _edges = parse_mermaid(r.stdout)

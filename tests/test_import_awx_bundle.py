@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from awx_bundles import make_awx_bundle
+from seed import edge
 from test_certs import bundle_members, write_tar
 from test_cli import meshctl
 
@@ -271,14 +272,7 @@ def test_import_refuses_a_bundle_whose_certificate_would_not_work(bad_cert_bundl
 def test_validate_refuses_a_bundle_whose_certificate_would_not_work(bad_cert_bundles, tmp_path, which):
     ((_, bundle, message),) = [b for b in bad_cert_bundles if b[0] == which]
     name = {"expired": "e20", "future": "e21", "no-nodeid": "e22", "other-ca": "e23"}[which]
-    (tmp_path / "mesh.yml").write_text(f"""\
-mesh: awx
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener: {{port: 27199}}
+    (tmp_path / "mesh.yml").write_text(edge(nodes=f"""\
   - name: {name}
     role: execution
     address: {name}.example.com
@@ -286,11 +280,11 @@ nodes:
     certificates:
       backend: awx-bundle
       options: {{bundle: {bundle}}}
-""")
+"""))
     r = meshctl("validate", cwd=tmp_path)
     assert r.returncode == 2, r.stdout + r.stderr
     located = [ln for ln in (r.stdout + r.stderr).splitlines() if message in ln]
-    assert located and re.match(r"^mesh\.yml:1[3-5]:\d+: ", located[0]), r.stdout + r.stderr
+    assert located and re.match(r"^mesh\.yml:2[3-5]:\d+: ", located[0]), r.stdout + r.stderr
 
 
 def test_good_bundles_still_pass_the_certificate_checks(ca, work_key, tmp_path):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import BaseModel, ConfigDict
+from seed import EDGE, edge
 
 import meshctl
 from meshctl import __version__
@@ -301,26 +302,17 @@ def _sections_plugin() -> types.ModuleType:
     return mod
 
 
-SECTIONS_YML = """\
-mesh: edge
-banner:
-  text: hello
-  width: 40
-defaults:
-  proxy: {url: "http://proxy:3128"}
-  listener: {port: 27199}
-nodes:
-  - name: exec01.example.com
-    role: execution
+# The seed with the test plugin's sections: a banner, a proxy default, and exec02
+# (nodes[3]) with a proxy of its own, at line 25.
+SECTIONS_YML = edge({"  listener: {port: 27199, protocol: tcp}\n":
+                     '  listener: {port: 27199, protocol: tcp}\n  proxy: {url: "http://proxy:3128"}\n'},
+                    sections="banner:\n  text: hello\n  width: 40\n",
+                    nodes="""\
   - name: exec02.example.com
     role: execution
+    peers: [hop01.example.com]
     proxy: {url: "http://other:3128"}
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    peers: [exec01.example.com, exec02.example.com]
-"""
+""")
 
 
 def test_plugin_sections_are_parsed_into_models():
@@ -339,8 +331,8 @@ def test_plugin_section_errors_are_located():
         parse_topology(text, "mesh.yml", plugins)
     assert [str(d) for d in info.value.diagnostics] == [
         "mesh.yml:4:10: banner.width: Input should be a valid integer, unable to parse string as an integer",
-        "mesh.yml:13:12: nodes[1].proxy: required key 'url' is missing",
-        "mesh.yml:13:13: unknown key 'uri' in nodes[1].proxy (did you mean 'url'?)",
+        "mesh.yml:25:12: nodes[3].proxy: required key 'url' is missing",
+        "mesh.yml:25:13: unknown key 'uri' in nodes[3].proxy (did you mean 'url'?)",
     ]
 
 
@@ -459,21 +451,9 @@ def example_plugins(example_module):
     return create_plugin_manager(autoload=False, extra=[("example", example_module)])
 
 
-MOTD_YML = """\
-mesh: edge
-motd:
-  text: {text}
-nodes:
-  - name: awx-task
-    role: control
-    managed: false
-    address: awx.example.com
-    listener:
-      port: 27199
-  - name: exec01.example.com
-    role: execution
-    peers: [awx-task]
-"""
+def motd_yml(text: str) -> str:
+    """The seed with the example plugin's section (``motd.text`` at line 3, column 9)."""
+    return edge(sections=f"motd:\n  text: {text}\n")
 
 
 def empty_host_facts(facts) -> dict:
@@ -483,7 +463,7 @@ def empty_host_facts(facts) -> dict:
 
 
 def test_example_plans_the_motd_file_from_facts(example_plugins):
-    topo = parse_topology(MOTD_YML.format(text="Authorised use only."), "mesh.yml", example_plugins)
+    topo = parse_topology(motd_yml("Authorised use only."), "mesh.yml", example_plugins)
     node = topo.node("exec01.example.com")
     engine = Engine(topo, example_plugins, options={"motd_suffix": "change CHG-1234"})
     release = OSRelease("debian", "12")
@@ -518,7 +498,7 @@ def test_example_plans_the_motd_file_from_facts(example_plugins):
 
 
 def test_example_contributes_nothing_without_its_section(example_plugins):
-    topo = parse_topology(MOTD_YML.replace("motd:\n  text: {text}\n", ""), "mesh.yml", example_plugins)
+    topo = parse_topology(EDGE, "mesh.yml", example_plugins)
     ctx = Engine(topo, example_plugins).context(topo.node("exec01.example.com"),
                                                 OSRelease("rhel", "9.4"))
     assert not [op for op in build_operations(example_plugins, ctx) if "motd" in op.id]
@@ -526,17 +506,17 @@ def test_example_contributes_nothing_without_its_section(example_plugins):
 
 def test_example_validation_errors_and_warnings(example_plugins):
     with pytest.raises(TopologyError) as info:
-        parse_topology(MOTD_YML.format(text="x" * 1001), "mesh.yml", example_plugins)
+        parse_topology(motd_yml("x" * 1001), "mesh.yml", example_plugins)
     assert [str(d) for d in info.value.diagnostics] == [
         "mesh.yml:3:9: motd.text is 1001 characters long; the limit is 1000",
         "mesh.yml:3:9: warning: motd.text line 1 is wider than 80 columns",
     ]
-    topo = parse_topology(MOTD_YML.format(text="y" * 81), "mesh.yml", example_plugins)
+    topo = parse_topology(motd_yml("y" * 81), "mesh.yml", example_plugins)
     assert [str(w) for w in topo.warnings] == [
         "mesh.yml:3:9: warning: motd.text line 1 is wider than 80 columns",
     ]
     with pytest.raises(TopologyError) as info:
-        parse_topology(MOTD_YML.replace("  text:", "  txt:").format(text="hi"), "mesh.yml",
+        parse_topology(motd_yml("hi").replace("  text:", "  txt:"), "mesh.yml",
                        example_plugins)
     assert "mesh.yml:3:3: unknown key 'txt' in motd (did you mean 'text'?)" in [
         str(d) for d in info.value.diagnostics]
@@ -619,12 +599,12 @@ def test_installed_example_is_listed_with_its_distribution(example_venv, tmp_pat
 
 def test_installed_example_validates_its_section(example_venv, tmp_path):
     mesh = tmp_path / "mesh.yml"
-    mesh.write_text(MOTD_YML.format(text="Authorised use only."))
+    mesh.write_text(motd_yml("Authorised use only."))
     ok = run_meshctl("validate", "-f", "mesh.yml", cwd=tmp_path, python=str(example_venv))
     assert ok.returncode == 0, ok.stderr
-    assert ok.stdout.strip() == "mesh.yml: valid (2 nodes, 1 managed)"
+    assert ok.stdout.strip() == "mesh.yml: valid (3 nodes, 2 managed)"
 
-    mesh.write_text(MOTD_YML.format(text="x" * 1001))
+    mesh.write_text(motd_yml("x" * 1001))
     bad = run_meshctl("validate", "-f", "mesh.yml", cwd=tmp_path, python=str(example_venv))
     assert bad.returncode == 2
     assert "mesh.yml:3:9: motd.text is 1001 characters long; the limit is 1000" in bad.stderr
@@ -632,7 +612,7 @@ def test_installed_example_validates_its_section(example_venv, tmp_path):
 
 
 def test_installed_example_off_when_autoload_is_disabled(example_venv, tmp_path):
-    (tmp_path / "mesh.yml").write_text(MOTD_YML.format(text="Authorised use only."))
+    (tmp_path / "mesh.yml").write_text(motd_yml("Authorised use only."))
     env = clean_env(**{DISABLE_AUTOLOAD_ENV: "1"})
     proc = run_meshctl("validate", "-f", "mesh.yml", cwd=tmp_path, python=str(example_venv), env=env)
     assert proc.returncode == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from seed import edge
 
 from meshctl.core import factscript
 from meshctl.core.engine import Engine, plan_operations
@@ -34,20 +35,8 @@ def make_plugins():
 
 
 def mesh(python: str = "", extra_nodes: str = "") -> str:
-    text = """\
-    mesh: edge
-    defaults:
-      ssh: {user: root}
-    nodes:
-      - name: hop01
-        role: hop
-        listener: {port: 27199}
-      - name: exec01
-        role: execution
-        peers: [hop01]
-    """
-    nodes = textwrap.indent(textwrap.dedent(extra_nodes), "  ")
-    return textwrap.dedent(text) + nodes + textwrap.dedent(python)
+    """The seed with a ``python:`` section (its first key at line 3) and more nodes."""
+    return edge(sections=textwrap.dedent(python), nodes=textwrap.indent(textwrap.dedent(extra_nodes), "  "))
 
 
 def plan(topo_text: str, node: str, facts: dict[str, Any], file: str = "mesh.yml",
@@ -97,7 +86,7 @@ def commands(planned: list[Change | NoChange], op_id: str) -> list[str]:
 
 
 def test_fresh_execution_node_creates_the_venv_and_installs_both_pins():
-    planned = plan(mesh(), "exec01", host_facts(None))
+    planned = plan(mesh(), "exec01.example.com", host_facts(None))
     assert changes(planned) == {
         "dir:/opt/meshctl": "create",
         "venv:/opt/meshctl/venv": "create with /usr/bin/python3",
@@ -113,7 +102,7 @@ def test_fresh_execution_node_creates_the_venv_and_installs_both_pins():
 
 
 def test_matching_pins_plan_no_change():
-    planned = plan(mesh(), "exec01", host_facts(dict(PINS, pyyaml="6.0.2")))
+    planned = plan(mesh(), "exec01.example.com", host_facts(dict(PINS, pyyaml="6.0.2")))
     assert changes(planned) == {}
     (pip,) = [p for p in planned if p.op.id == "pip:/opt/meshctl/venv"]
     assert pip.reason == "ansible-runner 2.4.3, receptorctl 1.6.9 installed"
@@ -122,7 +111,7 @@ def test_matching_pins_plan_no_change():
 
 
 def test_version_drift_names_old_and_new():
-    planned = plan(mesh(), "exec01", host_facts({"ansible-runner": "2.3.6", "receptorctl": "1.6.9"}))
+    planned = plan(mesh(), "exec01.example.com", host_facts({"ansible-runner": "2.3.6", "receptorctl": "1.6.9"}))
     assert changes(planned) == {"pip:/opt/meshctl/venv": "install ansible-runner 2.4.3 (have 2.3.6)"}
     # Every pin goes to pip in one run, so the resolver sees the whole set.
     assert commands(planned, "pip:/opt/meshctl/venv")[0].endswith("ansible-runner==2.4.3 receptorctl==1.6.9)")
@@ -135,24 +124,24 @@ def test_a_missing_package_and_other_pins_from_the_topology():
       receptorctl: "1.5.4"
       extra_packages: ["pywinrm==0.5.0", "jmespath"]
     """
-    planned = plan(mesh(section), "exec01", host_facts({"ansible-runner": "2.4.0", "jmespath": "1.0.1"}))
+    planned = plan(mesh(section), "exec01.example.com", host_facts({"ansible-runner": "2.4.0", "jmespath": "1.0.1"}))
     assert changes(planned) == {"pip:/opt/meshctl/venv": "install receptorctl 1.5.4, pywinrm 0.5.0"}
     assert commands(planned, "pip:/opt/meshctl/venv")[0].endswith(
         "ansible-runner==2.4.0 receptorctl==1.5.4 pywinrm==0.5.0 jmespath)")
-    planned = plan(mesh(section), "exec01", host_facts(
+    planned = plan(mesh(section), "exec01.example.com", host_facts(
         {"Ansible_Runner": "2.4.0", "receptorctl": "1.5.4", "pywinrm": "0.5.0", "jmespath": "1.0.1"}))
     assert changes(planned) == {}
     assert planned[-1].reason == "ansible-runner 2.4.0, receptorctl 1.5.4, pywinrm 0.5.0, jmespath 1.0.1 installed"
 
 
 def test_hop_node_gets_receptorctl_only_and_loses_ansible_runner():
-    planned = plan(mesh(), "hop01", host_facts(None))
+    planned = plan(mesh(), "hop01.example.com", host_facts(None))
     assert changes(planned)["pip:/opt/meshctl/venv"] == "install receptorctl 1.6.9 (new virtualenv)"
     assert "ansible-runner" not in commands(planned, "pip:/opt/meshctl/venv")[0]
 
-    assert changes(plan(mesh(), "hop01", host_facts({"receptorctl": "1.6.9"}))) == {}
+    assert changes(plan(mesh(), "hop01.example.com", host_facts({"receptorctl": "1.6.9"}))) == {}
     # A former execution node turned hop: its ansible-runner goes.
-    planned = plan(mesh(), "hop01", host_facts(dict(PINS)))
+    planned = plan(mesh(), "hop01.example.com", host_facts(dict(PINS)))
     assert changes(planned) == {"pip:/opt/meshctl/venv": "remove ansible-runner 2.4.3"}
     (cmd,) = commands(planned, "pip:/opt/meshctl/venv")
     assert cmd.endswith("-m pip --disable-pip-version-check uninstall -y -q ansible-runner)")
@@ -180,7 +169,7 @@ def test_broken_or_foreign_venv_is_recreated_and_refilled(venv, interp, installe
     facts = host_facts(dict(installed), venv=venv, interp=interp)
     if installed == {"pip": None}:  # a venv made without ensurepip (no python3-venv)
         facts[P.packages_fact().key] = {}
-    got = changes(plan(mesh(), "exec01", facts))
+    got = changes(plan(mesh(), "exec01.example.com", facts))
     assert got["venv:/opt/meshctl/venv"] == f"recreate with /usr/bin/python3 ({why})"
     assert got["pip:/opt/meshctl/venv"] == "install ansible-runner 2.4.3, receptorctl 1.6.9 (new virtualenv)"
 
@@ -188,9 +177,9 @@ def test_broken_or_foreign_venv_is_recreated_and_refilled(venv, interp, installe
 def test_the_os_family_names_the_interpreter():
     el = OSFamily("rhel", lambda r: True, "dnf", python=lambda r: f"/usr/bin/python3.{11 if r.major else 9}")
     facts = host_facts(dict(PINS), interpreter="/usr/bin/python3.11")
-    assert changes(plan(mesh(), "exec01", facts, family=el)) == {}
+    assert changes(plan(mesh(), "exec01.example.com", facts, family=el)) == {}
     facts = host_facts(dict(PINS), venv="3.9.18", interp="3.11.9", interpreter="/usr/bin/python3.11")
-    planned = plan(mesh(), "exec01", facts, family=el)
+    planned = plan(mesh(), "exec01.example.com", facts, family=el)
     assert changes(planned)["venv:/opt/meshctl/venv"] == (
         "recreate with /usr/bin/python3.11 (python 3.9.18, /usr/bin/python3.11 is 3.11.9)")
     assert commands(planned, "venv:/opt/meshctl/venv") == [
@@ -201,7 +190,7 @@ def test_the_os_family_names_the_interpreter():
 
 def test_private_index_url_travels_on_stdin_not_argv():
     url = "https://deploy:s3cret@pypi.internal.example/simple/"
-    planned = plan(mesh(f"python: {{index_url: '{url}'}}\n"), "exec01", host_facts(None))
+    planned = plan(mesh(f"python: {{index_url: '{url}'}}\n"), "exec01.example.com", host_facts(None))
     (change,) = [p for p in planned if p.op.id == "pip:/opt/meshctl/venv"]
     (cmd,) = change.commands
     assert "s3cret" not in cmd.line and cmd.line.startswith('(umask 022; PIP_INDEX_URL="$(cat)" ')
@@ -213,7 +202,7 @@ def test_venv_and_pip_commands_set_umask_022_first():
     """Under root's umask 077 (CIS) the venv would be root-only and awx could not run
     ansible-runner. Every command that makes files in the venv sets 022 first, in a
     subshell that ends after the venv or pip call."""
-    fresh = plan(mesh(), "exec01", host_facts(None))
+    fresh = plan(mesh(), "exec01.example.com", host_facts(None))
     (venv,) = commands(fresh, "venv:/opt/meshctl/venv")
     assert venv.startswith("(umask 022; rm -rf /opt/meshctl/venv; ")
     assert " -m venv /opt/meshctl/venv) || { " in venv  # the failure cleanup follows the subshell
@@ -222,7 +211,7 @@ def test_venv_and_pip_commands_set_umask_022_first():
             P.PipPackages(wanted=wanted, wheel_dir=P.WHEEL_DIR).install_cmd().line,
             P.PipPackages(wanted=wanted, index_url="https://pypi.internal.example/simple/").install_cmd().line,
             # uninstall too: pip writes there (RECORD, caches)
-            *commands(plan(mesh(), "hop01", host_facts(dict(PINS))), "pip:/opt/meshctl/venv")]
+            *commands(plan(mesh(), "hop01.example.com", host_facts(dict(PINS))), "pip:/opt/meshctl/venv")]
     for line in pips:
         assert line.startswith("(umask 022; ") and line.endswith(")") and line.count(" -m pip ") == 1, line
 
@@ -281,7 +270,7 @@ def test_short_pins_compare_equal_to_installed_versions():
     assert P.same_version("2.4", "2.4.0") and P.same_version("1.6.9", "1.6.9")
     assert not P.same_version("2.4.3", "2.4.30") and not P.same_version("2.4.0rc1", "2.4.0")
     section = "python: {ansible_runner: '2.4'}\n"
-    assert changes(plan(mesh(section), "exec01", host_facts({"ansible-runner": "2.4.0", "receptorctl": "1.6.9"}))) == {}
+    assert changes(plan(mesh(section), "exec01.example.com", host_facts({"ansible-runner": "2.4.0", "receptorctl": "1.6.9"}))) == {}
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +298,7 @@ def test_wheelhouse_uploads_prunes_and_installs_offline(tmp_path):
     facts[P.listing_fact(P.WHEEL_DIR).key] = {"files": []}
     for name in FULL:
         facts[f"file:{P.WHEEL_DIR}/{name}"] = {"kind": "absent"}
-    planned = plan(text, "exec01", facts, file=str(mesh_file))
+    planned = plan(text, "exec01.example.com", facts, file=str(mesh_file))
     got = changes(planned)
     assert got["dir:/opt/meshctl/wheels"] == "create"
     uploads = [p for p in planned if isinstance(p.op, Upload)]
@@ -332,7 +321,7 @@ def test_wheelhouse_uploads_prunes_and_installs_offline(tmp_path):
             "kind": "file", "mode": "644", "owner": "root", "group": "root", "size": st.st_size,
             "mtime": int(st.st_mtime)}
     facts[f"file:{P.WHEEL_DIR}/{FULL[1]}"]["mtime"] -= 60
-    planned = plan(text, "exec01", facts, file=str(mesh_file))
+    planned = plan(text, "exec01.example.com", facts, file=str(mesh_file))
     assert changes(planned) == {
         "prune:/opt/meshctl/wheels": "remove 1 stale file(s): ansible_runner-2.3.6-py3-none-any.whl",
         f"upload:{P.WHEEL_DIR}/{FULL[1]}": f"replace (size or mtime differs), {(wh / FULL[1]).stat().st_size} bytes"}
@@ -349,13 +338,13 @@ def errors_of(text: str, file: str = "mesh.yml") -> list[str]:
 def test_wheelhouse_must_exist(tmp_path):
     text = mesh("python:\n  wheelhouse: nowhere\n")
     (err,) = errors_of(text, str(tmp_path / "mesh.yml"))
-    assert err.startswith(f"{tmp_path}/mesh.yml:12:15: python.wheelhouse: directory {tmp_path}/nowhere does not exist")
+    assert err.startswith(f"{tmp_path}/mesh.yml:3:15: python.wheelhouse: directory {tmp_path}/nowhere does not exist")
 
 
 def test_wheelhouse_must_hold_the_pinned_wheels(tmp_path):
     wh = wheelhouse(tmp_path, ["ansible_runner-2.4.2-py3-none-any.whl", *DEPS])
     (err,) = errors_of(mesh(f"python:\n  wheelhouse: {wh}\n"))
-    assert err.startswith(f"mesh.yml:12:15: python.wheelhouse: {wh} has no wheel for ansible-runner==2.4.3, "
+    assert err.startswith(f"mesh.yml:3:15: python.wheelhouse: {wh} has no wheel for ansible-runner==2.4.3, "
                           "receptorctl==1.6.9 (looked for ansible_runner-2.4.3-*.whl, receptorctl-1.6.9-*.whl)")
     assert "pip download --only-binary=:all:" in err
 
@@ -387,21 +376,21 @@ def test_a_complete_relative_wheelhouse_validates(tmp_path):
 
 @pytest.mark.parametrize(("section", "expected"), [
     ("python:\n  ansible_runner: '>=2.4'\n",
-     "mesh.yml:12:19: python.ansible_runner: '>=2.4' is not an exact version like 2.4.3"),
+     "mesh.yml:3:19: python.ansible_runner: '>=2.4' is not an exact version like 2.4.3"),
     ("python:\n  receptorctl: latest\n",
-     "mesh.yml:12:16: python.receptorctl: 'latest' is not an exact version"),
+     "mesh.yml:3:16: python.receptorctl: 'latest' is not an exact version"),
     ("python:\n  extra_packages: [pywinrm, 'jmespath>=1']\n",
-     "mesh.yml:12:29: python.extra_packages[1]: 'jmespath>=1' must be NAME or NAME==VERSION"),
+     "mesh.yml:3:29: python.extra_packages[1]: 'jmespath>=1' must be NAME or NAME==VERSION"),
     ("python:\n  extra_packages: [receptorctl==1.5.0]\n",
-     "mesh.yml:12:20: python.extra_packages[0]: 'receptorctl==1.5.0': set python.ansible_runner"),
+     "mesh.yml:3:20: python.extra_packages[0]: 'receptorctl==1.5.0': set python.ansible_runner"),
     ("python:\n  index_url: pypi.example.com\n",
-     "mesh.yml:12:14: python.index_url: must be an http:// or https:// URL with a host"),
+     "mesh.yml:3:14: python.index_url: must be an http:// or https:// URL with a host"),
     ("python:\n  index_url: \"https://u:tok3n@pypi.example.com/simple\\n --trusted-host evil\"\n",
-     "mesh.yml:12:14: python.index_url: must be one URL without spaces or control characters"),
+     "mesh.yml:3:14: python.index_url: must be one URL without spaces or control characters"),
     ("python:\n  wheelhouse: /tmp\n  index_url: https://pypi.example.com/simple\n",
-     "mesh.yml:13:14: python: set either wheelhouse or index_url, not both"),
+     "mesh.yml:4:14: python: set either wheelhouse or index_url, not both"),
     ("python:\n  wheelhose: wheels\n",
-     "mesh.yml:12:3: unknown key 'wheelhose' in python (did you mean 'wheelhouse'?)"),
+     "mesh.yml:3:3: unknown key 'wheelhose' in python (did you mean 'wheelhouse'?)"),
 ])
 def test_section_errors_are_located(section, expected):
     errs = errors_of(mesh(section))
@@ -440,12 +429,12 @@ def test_verify_check_compares_the_pins():
     topo = parse_topology(mesh(), "mesh.yml", plugins)
     check = plugins.checks()["python-packages"]
     for node, output, ok, detail in [
-        ("exec01", '{"ansible-runner": "2.4.3", "receptorctl": "1.6.9", "pip": "23.0.1"}', True,
+        ("exec01.example.com", '{"ansible-runner": "2.4.3", "receptorctl": "1.6.9", "pip": "23.0.1"}', True,
          "ansible-runner 2.4.3, receptorctl 1.6.9"),
-        ("exec01", '{"receptorctl": "1.6.8"}', False,
+        ("exec01.example.com", '{"receptorctl": "1.6.8"}', False,
          "not as pinned: ansible-runner 2.4.3 (have none), receptorctl 1.6.9 (have 1.6.8)"),
-        ("hop01", '{"receptorctl": "1.6.9"}', True, "receptorctl 1.6.9"),
-        ("hop01", "", False, "/opt/meshctl/venv is missing or broken (run meshctl provision)"),
+        ("hop01.example.com", '{"receptorctl": "1.6.9"}', True, "receptorctl 1.6.9"),
+        ("hop01.example.com", "", False, "/opt/meshctl/venv is missing or broken (run meshctl provision)"),
     ]:
         ctx = dataclasses.replace(Engine(topo, plugins).context(topo.node(node), DEBIAN12),
                                   run=lambda cmd, out=output: (0 if out else 127, out))
