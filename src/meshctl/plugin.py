@@ -88,6 +88,7 @@ from meshctl.core.pki import (
 from meshctl.core.pki.checks import issued_cert_problems
 from meshctl.core.pki.keys import utc
 from meshctl.core.receptor import Octal, ReceptorSection, receptor_settings
+from meshctl.core.results import StatusView
 from meshctl.core.secrets import read_secret, report_secret_sources
 from meshctl.core.settings import EngineSettings
 from meshctl.core.topology import (
@@ -254,6 +255,7 @@ __all__ = [
     "service_state_fact",
     "shorten",
     "shown",
+    "StatusView",
     "sign_node_cert",
     "spki_der",
     "state_dir",

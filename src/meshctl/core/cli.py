@@ -21,7 +21,7 @@ from meshctl.core.importing import ImportGroup
 from meshctl.core.plugins import MeshctlPlugins, create_plugin_manager, parse_plugin_args
 
 EXIT_INTERNAL = 70
-PLUGIN_OPTION_COMMANDS = ("plan", "provision")
+PLUGIN_OPTION_COMMANDS = ("plan", "provision", "status", "remove")
 
 
 class State:
@@ -317,16 +317,21 @@ def build_cli(plugins: MeshctlPlugins) -> click.Group:
         """Print meshctl's version."""
         click.echo(f"meshctl {__version__}")
 
-    # Plugin-provided options, only on commands that hand them to plugins
-    # (NodeContext.options), and plugin-provided commands.
+    # Plugin-provided commands, then plugin options, only on commands that hand them
+    # to plugins (NodeContext.options, CommandRun.options).
+    plugins.register_commands(cli)
     for command_name, option in plugins.cli_options():
         if command_name not in PLUGIN_OPTION_COMMANDS:
             raise PluginError(
                 f"a plugin adds option {option.name!r} to command {command_name!r}; plugin options "
                 f"are supported on: {', '.join(PLUGIN_OPTION_COMMANDS)}"
             )
-        cli.commands[command_name].params.append(option)
-    plugins.register_commands(cli)
+        command = cli.commands.get(command_name)  # status and remove come from base_node, which may be blocked
+        if command is not None and option.name in {p.name for p in command.params}:
+            raise PluginError(f"a plugin adds option {option.name!r} to command {command_name!r}, which has "
+                              "an option of that name")
+        if command is not None:
+            command.params.append(option)
     return cli
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import click
@@ -36,7 +37,8 @@ class CommandRun:
     ``topology`` is loaded on first use (its warnings printed to stderr, its errors
     shown as FILE:LINE:COL like every command's); ``nodes()`` are the managed nodes
     ``--limit`` selects; ``engine()`` reaches them with ``--forks``, the SSH options
-    and ``-K``; ``output`` is ``"text"`` or ``"json"``."""
+    and ``-K``; ``output`` is ``"text"`` or ``"json"``; ``options`` are the values of
+    the options plugins added to this command (``meshctl_cli_options``), by name."""
 
     state: State
     context: click.Context
@@ -44,6 +46,14 @@ class CommandRun:
     run: RunOptions | None
     output: str
     _topology: Any = field(default=None, repr=False)
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def options_given(self) -> list[str]:
+        """Plugin options set on the command line (not left at their default)."""
+        from click.core import ParameterSource
+
+        return [n for n in self.options
+                if self.context.get_parameter_source(n) not in (None, ParameterSource.DEFAULT)]
 
     @property
     def plugins(self) -> Any:
@@ -63,14 +73,16 @@ class CommandRun:
     def engine(self, settings: EngineSettings | None = None, *, options: dict[str, Any] | None = None,
                reporter: Any = None, forks: int | None = None) -> Any:
         """``settings`` are the engine's (timeouts, removal); ``options`` reach plugins
-        as ``NodeContext.options``; ``forks`` overrides ``--forks``."""
+        as ``NodeContext.options`` (default: this command's plugin options); ``forks``
+        overrides ``--forks``."""
         if self.run is None:
             raise PluginError("engine() needs a command made with mesh_command(..., reaches_nodes=True)")
         if reporter is None:
             from meshctl.core.output import PlainReporter
 
             reporter = PlainReporter(verbose=self.state.verbose > 0)
-        return make_engine(self.state, self.topology, self.run, reporter, options or {}, forks=forks,
+        opts = dict(self.options) if options is None else options
+        return make_engine(self.state, self.topology, self.run, reporter, opts, forks=forks,
                            settings=settings)
 
     def echo_json(self, value: Any) -> None:
@@ -109,7 +121,10 @@ def mesh_command(group: click.Group, name: str | None = None, *, reaches_nodes: 
             ctx = click.get_current_context()
             run = kwargs.pop("run", None)
             fmt = kwargs.pop("output", "text")
-            cmd = CommandRun(ctx.obj, ctx, kwargs.pop("file"), run, fmt)
+            file = kwargs.pop("file")
+            # What is left beyond f's own parameters: options plugins added to this command.
+            plugin_opts = {k: kwargs.pop(k) for k in list(kwargs) if k not in own}
+            cmd = CommandRun(ctx.obj, ctx, file, run, fmt, options=MappingProxyType(plugin_opts))
             return f(cmd, *args, **kwargs)
 
         wrapped: Callable[..., Any] = callback

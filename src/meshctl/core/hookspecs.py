@@ -21,6 +21,7 @@ from meshctl.core.hookspecs_declare import (
 )
 from meshctl.core.hookspecs_run import (
     meshctl_after_provision,
+    meshctl_before_remove,
     meshctl_cli_options,
     meshctl_known_secrets,
     meshctl_node_operations,
@@ -29,6 +30,7 @@ from meshctl.core.hookspecs_run import (
     meshctl_registry_credentials,
     meshctl_registry_files,
     meshctl_removal_operations,
+    meshctl_status_view,
 )
 
 #: The spec modules in reference order (docs/plugins.md lists them so).
@@ -52,4 +54,6 @@ __all__ = ["PROJECT", "SPEC_MODULES", "hookimpl", "hookspec",
            "meshctl_cli_options",
            "meshctl_register_commands",
            "meshctl_after_provision",
+           "meshctl_status_view",
+           "meshctl_before_remove",
 ]

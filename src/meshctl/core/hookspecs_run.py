@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     import click
 
     from meshctl.core.ops import Operation
+    from meshctl.core.results import StatusView
     from meshctl.core.topology import Topology
     from meshctl.core.types import (
         CheckResult,
@@ -196,8 +197,10 @@ def meshctl_cli_options(register: Callable[[str, click.Option], None]) -> None:
     """Add options to meshctl's own commands: ``register("provision", click.Option([...]))``.
 
     The parsed value reaches every plugin as ``ctx.options[name]``, where ``name`` is
-    the option's click name (``--motd-suffix`` becomes ``motd_suffix``). Only ``plan``
-    and ``provision`` accept plugin options. Plugin options and the engine's own
+    the option's click name (``--motd-suffix`` becomes ``motd_suffix``). Only ``plan``,
+    ``provision``, ``status`` and ``remove`` accept plugin options (the last two hand
+    them to :func:`meshctl_status_view` and :func:`meshctl_before_remove`, and to a
+    ``mesh_command`` as ``cmd.options``). Plugin options and the engine's own
     settings (``EngineSettings``: timeouts, host cache, removal) are separate
     namespaces: an option named like a setting, or added to another command, is a
     plugin error naming your plugin. Create one ``click.Option`` per command.
@@ -278,6 +281,71 @@ def meshctl_after_provision(topology: Topology, results: list[Any], options: Map
                 return None
             changed = [r.node for r in results if r.changed]
             return [CheckResult(True, f"notified: {', '.join(changed) or 'nothing changed'}")]
+
+    Since meshctl 0.1.
+    """
+
+
+@hookspec
+def meshctl_status_view(topology: Topology, nodes: list[Any], rows: list[Mapping[str, Any]],
+                        options: Mapping[str, Any]) -> StatusView | None:
+    """Show another system's view of the nodes beside meshctl's, in one ``meshctl status``.
+
+    Called once ``status`` has probed the selected ``nodes``; ``rows`` are its per-node
+    findings as its JSON output shows them (``node``, ``healthy``, ``ssh``,
+    ``receptor_state``, ``checks``...; copies: changing them changes nothing),
+    ``options`` the values of plugin CLI options (see :func:`meshctl_cli_options`): a
+    plugin that adds ``--awx`` to status answers only when ``options["awx"]`` is set,
+    so plain ``status`` asks nobody else. Return a ``StatusView``: its columns join the
+    table, each node's JSON row gains ``row[view.name]`` and a ``disagree`` list, and
+    status exits 1 when any node disagrees. Views appear in plugin registration order
+    (built-ins first). A ``MeshctlError`` (the other system cannot be reached) is shown
+    as one line after meshctl's own table, and status exits non-zero; any other
+    exception is a plugin error naming your plugin.
+
+    Example::
+
+        from meshctl.plugin import StatusView, hookimpl
+
+
+        @hookimpl
+        def meshctl_status_view(rows, options):
+            if not options.get("inventory"):
+                return None
+            known = {"exec01.example.com"}  # what the inventory lists
+            return StatusView("inventory", [("in inventory", "listed")],
+                              {r["node"]: {"listed": r["node"] in known} for r in rows},
+                              {r["node"]: ["not in the inventory"] for r in rows if r["node"] not in known})
+
+    Since meshctl 0.1.
+    """
+
+
+@hookspec
+def meshctl_before_remove(topology: Topology, nodes: list[Any], options: Mapping[str, Any]) -> Iterable[CheckResult] | None:
+    """Act before ``meshctl remove`` cleans the hosts, and stop it when that failed.
+
+    ``nodes`` are the nodes about to be removed, after the preview showed what goes
+    and the user confirmed; ``options`` the values of plugin CLI options (see
+    :func:`meshctl_cli_options`): a plugin that adds ``--awx`` to remove deprovisions
+    the nodes elsewhere first. Return ``CheckResult(ok, detail)`` items: meshctl
+    prints every detail on stderr, and when any is not ok it leaves every host as it
+    is and exits 1 (the other system may still use them). Plugins are called in
+    registration order (built-ins first); a not-ok result does not stop the later
+    plugins. An exception is a plugin error naming your plugin (a ``MeshctlError`` is
+    shown as one line); either way no host is touched.
+
+    Example::
+
+        from meshctl.plugin import CheckResult, hookimpl
+
+
+        @hookimpl
+        def meshctl_before_remove(nodes, options):
+            if not options.get("drain"):
+                return None
+            busy = [n.name for n in nodes if n.name.startswith("busy")]
+            return [CheckResult(not busy, f"drain: {', '.join(busy) or 'nothing'} still running jobs")]
 
     Since meshctl 0.1.
     """

@@ -221,17 +221,35 @@ class MeshctlPlugins:
             impl.function(register=register)
         return opts
 
-    def after_provision(self, topology: Any, results: list[Any], options: Any) -> list[Any]:
+    def _each_impl(self, hook: str, doing: str, **kwargs: Any) -> list[Any]:
+        """Every implementation's answer in registration order (built-ins first), each
+        called with the arguments it asks for; an exception other than MeshctlError
+        becomes a PluginError naming the plugin."""
         out = []
-        for impl in reversed(self.pm.hook.meshctl_after_provision.get_hookimpls()):  # registration order
+        for impl in self.implementations(hook):  # pluggy lists them oldest first (and calls them newest first)
             try:
-                out.extend(impl.function(topology=topology, results=results, options=options) or ())
+                out.append(impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames}))
             except MeshctlError:
                 raise
             except Exception as exc:
                 where = f"plugin {impl.plugin_name!r} ({self.distribution_of(impl.plugin_name)})"
-                raise PluginError(f"{where} failed after provisioning: {type(exc).__name__}: {exc}") from exc
+                raise PluginError(f"{where} failed {doing}: {type(exc).__name__}: {exc}") from exc
         return out
+
+    def after_provision(self, topology: Any, results: list[Any], options: Any) -> list[Any]:
+        return _flatten(self._each_impl("meshctl_after_provision", "after provisioning", topology=topology,
+                                        results=results, options=options))
+
+    def status_views(self, topology: Any, nodes: list[Any], rows: list[dict[str, Any]], options: Any) -> list[Any]:
+        import copy
+
+        views = self._each_impl("meshctl_status_view", "in meshctl_status_view", topology=topology,
+                                nodes=list(nodes), rows=copy.deepcopy(rows), options=options)
+        return [v for v in views if v is not None]
+
+    def before_remove(self, topology: Any, nodes: list[Any], options: Any) -> list[Any]:
+        return _flatten(self._each_impl("meshctl_before_remove", "before removal", topology=topology,
+                                        nodes=list(nodes), options=options))
 
     def register_commands(self, cli: Any) -> None:
         for impl in self.pm.hook.meshctl_register_commands.get_hookimpls():

@@ -3,6 +3,7 @@ the output shows them, and neither imports the other."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,6 +59,22 @@ class HostResult:
                 for c in self.changes
             ],
         }
+
+
+@dataclass(frozen=True)
+class StatusView:
+    """Another system's view of the nodes, shown beside meshctl's in ``meshctl status``
+    (what :func:`meshctl_status_view` returns).
+
+    ``name`` keys each node's JSON row (``row[name] = nodes[node]``); ``columns`` are
+    (heading, key of ``nodes[node]``) pairs for the text table; ``disagree`` lists,
+    per node, where this view and meshctl's differ (any entry makes status exit 1).
+    Nodes meshctl did not probe (unmanaged ones) get a row of their own."""
+
+    name: str
+    columns: Sequence[tuple[str, str]]
+    nodes: Mapping[str, Mapping[str, Any]]
+    disagree: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 class Reporter:

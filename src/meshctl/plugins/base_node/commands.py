@@ -48,7 +48,9 @@ def register_remove(cli: click.Group) -> None:
     def remove(cmd: CommandRun, nodes: tuple[str, ...], purge_user: bool, yes: bool) -> None:
         """Take NODE(s) out of service cleanly: stop and disable receptor, remove its unit,
         configuration, certificates, work key, logs, virtualenv, registry files and the
-        firewall rule meshctl opened. Shows what it will remove first."""
+        firewall rule meshctl opened. Shows what it will remove first; a plugin's option
+        (--awx) first takes the nodes out of another system, and the hosts stay as they
+        are when that fails."""
         import sys
 
         from meshctl.plugin import UsageError, print_json, print_plan, print_summary, summary_counts
@@ -67,17 +69,31 @@ def register_remove(cli: click.Group) -> None:
             else:
                 print_summary(state.out, preview, verbose=state.verbose > 0, title="remove (preview)")
             cmd.exit(1)
-        if not any(r.changes for r in preview):
-            if output == "json":
-                print_json({"command": "remove", "summary": summary_counts(preview),
-                            "hosts": [r.to_json() for r in preview]})
-            else:
-                state.out.print("nothing to remove")
-            return
-        if not yes:
+        clean = not any(r.changes for r in preview)
+        # A plugin option (--awx) acts elsewhere first, even when the hosts are clean already.
+        given = [f"--{n.replace('_', '-')}" for n in cmd.options_given()]
+        if not yes and (given or not clean):
             if not sys.stdin.isatty():
                 raise UsageError("remove changes hosts: add --yes to go ahead without a terminal")
-            click.confirm(f"Remove meshctl's files from {', '.join(n.name for n in targets)}?", abort=True)
+            also = f" (with {' '.join(given)})" if given else ""
+            click.confirm(f"Remove meshctl's files from {', '.join(n.name for n in targets)}{also}?", abort=True)
+        before = cmd.plugins.before_remove(cmd.topology, targets, cmd.options)
+        for item in before:
+            state.err.print(("" if item.ok else "error: ") + item.detail, markup=False)
+        if clean or any(not item.ok for item in before):
+            stopped = any(not item.ok for item in before)
+            if output == "json":
+                report = {"command": "remove", "summary": summary_counts(preview),
+                          "hosts": [r.to_json() for r in preview]}
+                if before:
+                    report.update(removed=not stopped, before=[{"ok": i.ok, "detail": i.detail} for i in before])
+                print_json(report)
+            if stopped:
+                state.err.print("no host was changed", markup=False)
+                cmd.exit(1)
+            if output == "text":
+                state.out.print("nothing to remove" + (" on the hosts" if before else ""))
+            return
         results = engine.apply(targets)
         if output == "json":
             print_json({"command": "remove", "summary": summary_counts(results),
@@ -96,15 +112,13 @@ def register_status(cli: click.Group) -> None:
     def status(cmd: CommandRun, timeout: int, warn_days: int) -> None:
         """Health of every node: SSH, receptor and since when, listener, certificate days
         left, receptor and ansible-runner versions (skew flagged), worker-info, and the
-        mesh as receptor sees it. Exit 1 when any node is unhealthy."""
-        from rich.markup import escape
-        from rich.table import Table
-
-        from meshctl.plugin import print_json, summary_counts
+        mesh as receptor sees it; with a plugin's option (--awx), another system's view
+        beside it. Exit 1 when any node is unhealthy or the views disagree."""
+        from meshctl.plugin import MeshctlError, summary_counts
         from meshctl.plugins.base_node import settings
         from meshctl.plugins.base_node import status as S
 
-        state, topo = cmd.state, cmd.topology
+        topo = cmd.topology
         nodes = cmd.nodes()
         engine = cmd.engine(EngineSettings(probe_timeout=timeout))
         # Bound the connection as well as the command (a node's own connect_timeout wins).
@@ -129,27 +143,54 @@ def register_status(cli: click.Group) -> None:
                 row["error"] = f"{r.cause}: {r.error}"
             rows.append(row)
         skew = S.skew(rows)
-        if cmd.output == "json":
-            print_json({"command": "status", "mesh": topo.mesh, "summary": summary_counts(results),
-                        "skew": skew, "nodes": rows})
-        else:
-            t = Table(title="status", title_justify="left", header_style="bold")
-            for col in ("node", "health", "ssh", "receptor", "cert days", "receptor ver", "runner ver", "detail"):
-                t.add_column(col)
-            for row in rows:
-                bad = [c for c in row["checks"] if not c["ok"]]
-                health = "[green]healthy[/]" if row["healthy"] else "[bold red]UNHEALTHY[/]"
-                detail = "; ".join(f"{c['name']}: {c['detail']}" for c in bad) or row.get("error", "")
-                # Versions and states are what the host printed: never markup.
-                t.add_row(escape(row["node"]), health, escape(row["ssh"]),
-                          escape(str(row.get("receptor_state", "-"))),
-                          escape(str(row.get("cert_days_left", "-"))), escape(str(row.get("receptor_version") or "-")),
-                          escape(str(row.get("runner_version") or "-")), escape(detail))
-            state.out.print(t)
-            for line in skew:
-                state.out.print(f"[yellow]{escape(line)}[/]")
-        if any(not r["healthy"] for r in rows):
+        try:
+            views = cmd.plugins.status_views(topo, nodes, rows, cmd.options)
+        except MeshctlError:
+            _show_status(cmd, rows, [], skew, summary_counts(results))  # meshctl's own view, then the one-line error
+            raise
+        if views:
+            rows = S.with_views(rows, views)
+        _show_status(cmd, rows, views, skew, summary_counts(results))
+        if any(r["healthy"] is False or r.get("disagree") for r in rows):
             cmd.exit(1)
+
+
+def _show_status(cmd: CommandRun, rows: list[dict[str, Any]], views: list[Any], skew: list[str], summary: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from meshctl.plugin import print_json
+
+    if cmd.output == "json":
+        print_json({"command": "status", "mesh": cmd.topology.mesh, "summary": summary, "skew": skew,
+                    "nodes": rows})
+        return
+    t = Table(title="status", title_justify="left", header_style="bold")
+    extra = [(v.name, heading, key) for v in views for heading, key in v.columns]
+    for col in ("node", "health", "ssh", "receptor", "cert days", "receptor ver", "runner ver", "detail",
+                *(heading for _, heading, _ in extra), *(["disagree"] if views else [])):
+        t.add_column(col)
+    for row in rows:
+        bad = [c for c in row.get("checks", []) if not c["ok"]]
+        health = {True: "[green]healthy[/]", False: "[bold red]UNHEALTHY[/]", None: "not managed"}[row["healthy"]]
+        detail = "; ".join(f"{c['name']}: {c['detail']}" for c in bad) or row.get("error", "")
+        cells = [_cell((row.get(name) or {}).get(key)) for name, _, key in extra]
+        if views:
+            cells.append("; ".join(row.get("disagree", [])))
+        # Versions and states are what the host (or another system) said: never markup.
+        t.add_row(escape(row["node"]), health, escape(row.get("ssh", "-")),
+                  escape(str(row.get("receptor_state", "-"))),
+                  escape(str(row.get("cert_days_left", "-"))), escape(str(row.get("receptor_version") or "-")),
+                  escape(str(row.get("runner_version") or "-")), escape(detail), *(escape(c) for c in cells))
+    cmd.state.out.print(t)
+    for line in skew:
+        cmd.state.out.print(f"[yellow]{escape(line)}[/]")
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "-" if value is None or value == "" else str(value)
 
 
 def register_diagnose(cli: click.Group) -> None:

@@ -164,3 +164,23 @@ def skew(rows: list[dict[str, Any]]) -> list[str]:
         if len(seen) > 1:
             out.append(f"version skew: {label} " + "; ".join(f"{v} on {', '.join(ns)}" for v, ns in sorted(seen.items())))
     return out
+
+
+def with_views(rows: list[dict[str, Any]], views: list[Any]) -> list[dict[str, Any]]:
+    """meshctl's rows with each ``StatusView``'s data (``row[view.name]``) and what it
+    disagrees with (``row["disagree"]``); nodes only a view knows (unmanaged ones) get
+    a row of their own, ``healthy`` None: meshctl did not look at them."""
+    out = [dict(r) for r in rows]
+    by_node = {r["node"]: r for r in out}
+    for view in views:
+        for name in [*view.nodes, *view.disagree]:
+            if name not in by_node:
+                by_node[name] = {"node": name, "healthy": None, "managed": False}
+                out.append(by_node[name])
+    for row in out:
+        row["disagree"] = []
+        for view in views:
+            if row["node"] in view.nodes:
+                row[view.name] = dict(view.nodes[row["node"]])
+            row["disagree"] += [str(d) for d in view.disagree.get(row["node"], ())]
+    return out
