@@ -9,6 +9,7 @@ import re
 import sys
 
 import pytest
+from seed import edge
 
 from meshctl.core.engine import Engine, build_operations, plan_operations
 from meshctl.core.errors import MeshctlError, TopologyError
@@ -29,20 +30,7 @@ def mesh(tmp_path, registries: str) -> str:
 
     _, cert = C.create_ca("reg CA", "ecdsa-p256")
     ca.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return f"""\
-mesh: r
-registries:
-{registries.replace("CA", str(ca))}
-nodes:
-  - name: e1
-    role: execution
-    address: e1.example.com
-    peers: [h1]
-  - name: h1
-    role: hop
-    address: h1.example.com
-    listener: {{port: 27199}}
-"""
+    return edge(sections=f"registries:\n{registries.replace('CA', str(ca))}\n")
 
 
 REG = """\
@@ -62,7 +50,7 @@ def env_pw(monkeypatch):
     monkeypatch.setenv("MESHCTL_TEST_REG_PW", SECRET)
 
 
-def registry_ops(plugins, tmp_path, text=REG, node="e1"):
+def registry_ops(plugins, tmp_path, text=REG, node="exec01.example.com"):
     topo = parse_topology(mesh(tmp_path, text), str(tmp_path / "mesh.yml"), plugins)
     RS._cred_cache.clear()
     eng = Engine(topo, plugins)
@@ -127,7 +115,7 @@ def test_up_to_date_auth_is_no_change_and_foreign_entries_are_kept(plugins, tmp_
 
 
 def test_hop_nodes_get_no_registry_files(plugins, tmp_path, env_pw):
-    _, ops = registry_ops(plugins, tmp_path, node="h1")
+    _, ops = registry_ops(plugins, tmp_path, node="hop01.example.com")
     assert ops == []
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from awx_bundles import make_awx_bundle
+from seed import edge
 from test_hostile_input import meshctl, one_line_error
 
 from meshctl.core import pki as C
@@ -18,23 +19,16 @@ from meshctl.core.errors import MeshctlError, TopologyError
 from meshctl.core.files import secret_file_problem
 from meshctl.core.topology import parse_topology
 
-EXEC = """\
-mesh: s
-{top}nodes:
-  - name: e1
-    role: execution
-    address: e1.example.com
-    peers: [h1]
-{node}  - name: h1
-    role: hop
-    address: h1.example.com
-    listener: {{port: 27199}}
-"""
+
+def mesh(top: str = "", node: str = "") -> str:
+    """The seed with top-level sections ``top`` and keys ``node`` on exec01."""
+    exec01 = "    peers: [hop01.example.com]\n"
+    return edge({exec01: exec01 + node}, sections=top)
 
 
 def mesh_file(tmp_path: Path, top: str = "", node: str = "") -> Path:
     p = tmp_path / "mesh.yml"
-    p.write_text(EXEC.format(top=top, node=node))
+    p.write_text(mesh(top, node))
     return p
 
 
@@ -152,7 +146,7 @@ def test_password_file_read_refuses_fifo_and_huge_files(tmp_path, fifo, plugins)
 
     pw = secret(tmp_path / "pw")
     for path, message in ((fifo, "is a FIFO, not a regular file"), ("/dev/zero", "is a character device")):
-        topo = parse_topology(EXEC.format(top=registry(str(pw)), node=""), str(tmp_path / "m.yml"), plugins)
+        topo = parse_topology(mesh(registry(str(pw))), str(tmp_path / "m.yml"), plugins)
         reg = RA.registries(topo)[0].model_copy(update={"password_file": str(path)})
         box = _in_thread(lambda reg=reg, topo=topo: RA.meshctl_registry_credentials(reg, topo))
         assert isinstance(box.get("error"), MeshctlError) and message in str(box["error"])
@@ -212,7 +206,7 @@ def test_work_signing_private_key_modes(tmp_path, plugins):
 
 def test_awx_bundle_modes(tmp_path, plugins, ca_pair):
     key, cert, _d = ca_pair
-    path = make_awx_bundle(tmp_path, host="e1.example.com", node_id="e1", role="execution",
+    path = make_awx_bundle(tmp_path, host="exec01.example.com", node_id="exec01.example.com", role="execution",
                            ca_key=key, ca_cert=cert, work_public_key_pem=C.work_signing_keypair()[1])
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     _check_kind(tmp_path, plugins, bundle_node, "install bundle", path, node=True)
