@@ -43,6 +43,14 @@ def meshctl_cli_options(register):
     register("provision", click.Option(["--awx"], is_flag=True,
                                        help="Then register the mesh in AWX (awx sync) and wait for AWX's "
                                             "health check of every execution node (awx health)."))
+    register("status", click.Option(["--awx"], is_flag=True,
+                                    help="Show AWX's record of each node beside meshctl's (node_state, capacity, "
+                                         "version, errors) and where the two disagree."))
+    register("remove", click.Option(["--awx"], is_flag=True,
+                                    help="Deprovision the nodes in AWX first and wait until AWX lets go of them; "
+                                         "the hosts stay as they are if it does not."))
+    register("remove", click.Option(["--awx-timeout"], type=click.FloatRange(1, 3600), default=None,
+                                    help="Seconds --awx waits for AWX [default: awx.deprovision_timeout, 600]."))
 
 
 @hookimpl
@@ -53,6 +61,28 @@ def meshctl_after_provision(topology, results, options):
     from meshctl.plugins.awx.commands import after_provision
 
     return after_provision(topology)
+
+
+@hookimpl
+def meshctl_status_view(topology, nodes, rows, options):
+    """``status --awx``: AWX's record of each node beside meshctl's."""
+    if not options.get("awx"):
+        return None
+    from meshctl.plugins.awx.commands import client_for
+    from meshctl.plugins.awx.status import status_view
+    from meshctl.plugins.awx.sync import survey
+
+    return status_view(survey(client_for(topology), topology), topology, nodes, rows)
+
+
+@hookimpl
+def meshctl_before_remove(topology, nodes, options):
+    """``remove --awx``: AWX lets go of the nodes before their hosts are cleaned."""
+    if not options.get("awx"):
+        return None
+    from meshctl.plugins.awx.remove import before_remove
+
+    return before_remove(topology, nodes, options.get("awx_timeout"))
 
 
 @hookimpl

@@ -119,14 +119,16 @@ def register(cli: Any) -> None:
 
     @mesh_command(awx, "remove", reaches_nodes=False)
     @click.argument("node_name", metavar="NODE")
-    @click.option("--timeout", type=click.FloatRange(1, 3600), default=600.0, show_default=True,
-                  help="Seconds to wait for AWX to let go of the node (it waits for running jobs).")
-    def remove(cmd: CommandRun, node_name: str, timeout: float) -> None:
+    @click.option("--timeout", type=click.FloatRange(1, 3600), default=None,
+                  help="Seconds to wait for AWX to let go of the node (it waits for running jobs) "
+                       "[default: awx.deprovision_timeout, 600].")
+    def remove(cmd: CommandRun, node_name: str, timeout: float | None) -> None:
         """Deprovision NODE in AWX and wait until AWX has deleted it; then run
         meshctl remove NODE to clean the host."""
         if cmd.topology.get(node_name) is None:
             raise UsageError(f"{cmd.file}: no node {node_name!r}")
-        left = deprovision(client_for(cmd.topology), node_name, timeout)
+        left = deprovision(client_for(cmd.topology), node_name,
+                           timeout or cmd.topology.sections["awx"].deprovision_timeout)
         if cmd.output == "json":
             print_json({"command": "awx remove", "node": node_name, "removed": not left, "left": left})
         elif left:
@@ -142,17 +144,10 @@ def register(cli: Any) -> None:
         """AWX's view of every node beside mesh.yml's: registered or not, node_state,
         capacity, version, last health check and errors, and what differs (the writes
         awx sync would make). Exit 1 when a node is missing, differs or is not ready."""
+        from meshctl.plugins.awx.status import awx_rows
+
         found = survey(client_for(cmd.topology), cmd.topology)
-        rows = []
-        for w in found.wants:
-            inst = found.cur.instances.get(w.hostname) or {}
-            differs = [s.detail for s in found.todo if s.target == w.hostname]
-            differs += [why for r, _, why in found.refused if r is w]
-            ok = bool(inst) and not differs and (w.node_type == "hop" or inst.get("node_state") == "ready")
-            rows.append({"node": w.hostname, "node_type": w.node_type, "registered": bool(inst),
-                         "node_state": inst.get("node_state"), "capacity": inst.get("capacity"),
-                         "version": inst.get("version"), "last_health_check": inst.get("last_health_check"),
-                         "errors": inst.get("errors") or "", "differs": differs, "ok": ok})
+        rows = [{"node": host, **row} for host, row in awx_rows(found).items()]
         if cmd.output == "json":
             print_json({"command": "awx status", "nodes": rows})
         else:

@@ -32,6 +32,9 @@ class AwxSection(StrictModel):
     timeout: Annotated[float, Field(gt=0, le=600)] = 30.0
     #: Seconds ``provision --awx`` waits for each node's health check.
     health_check_timeout: Annotated[float, Field(gt=0, le=3600)] = 300.0
+    #: Seconds ``remove --awx`` and ``awx remove`` wait for AWX to delete a node it
+    #: deprovisions (AWX waits for the node's running jobs first).
+    deprovision_timeout: Annotated[float, Field(gt=0, le=3600)] = 600.0
 
     @model_validator(mode="after")
     def _one_login(self) -> AwxSection:
