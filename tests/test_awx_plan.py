@@ -129,7 +129,7 @@ def test_what_awx_cannot_record_is_found_at_validate():
                         "listener: false,\n     peers: [hop01.ansible.internal], peers_from_control_nodes: true}")
     with pytest.raises(TopologyError) as err:
         topo(text)
-    assert "mesh.yml:11:" in err.value.render() and "peers_from_control_nodes needs a listener" in err.value.render()
+    assert "mesh.yml:10:65: exec02.ansible.internal: peers_from_control_nodes needs a listener" in err.value.render()
 
 
 def test_awx_section_needs_credentials_and_never_holds_both(monkeypatch):

@@ -124,6 +124,18 @@ def test_warning_for_execution_without_control_path(plugins):
     ]
 
 
+def test_control_nodes_reach_peers_from_control_nodes(plugins):
+    """AWX (an unmanaged control node here) dials every node flagged
+    peers_from_control_nodes: a node behind such a hop has a path."""
+    text = EDGE + ("  - name: edge-hop.example.com\n    role: hop\n    listener: {port: 27199}\n"
+                   "    peers_from_control_nodes: true\n"
+                   "  - name: behind.example.com\n    role: execution\n    peers: [edge-hop.example.com]\n")
+    assert parse(text, plugins).warnings == []
+    alone = text.replace("    peers_from_control_nodes: true\n", "")
+    assert [w.message for w in parse(alone, plugins).warnings] == [
+        "execution node 'behind.example.com' has no path to any control node: it will never get work"]
+
+
 def test_defaults_merge_and_listener_false(plugins):
     text = EDGE.replace("    peers: [hop01.example.com]\n", "    peers: [hop01.example.com]\n    listener: false\n")
     topo = parse(text, plugins)

@@ -209,6 +209,12 @@ def check_rules(topo: Topology, plugins: Any = None, known_extra: set[str] = fro
         adj[a].add(b)
         adj[b].add(a)
     controls = {n.name for n in topo.nodes if topo.role_of(n).controller}
+    # Control nodes, managed or not (AWX renders its own), dial peers_from_control_nodes.
+    for n in topo.nodes:
+        if n.peers_from_control_nodes:
+            for c in controls:
+                adj[c].add(n.name)
+                adj[n.name].add(c)
     reach: set[str] = set()
     stack = list(controls)
     while stack:
