@@ -155,6 +155,8 @@ def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: Run
     tty = state.err.is_terminal and output == "text"
     reporter = RichReporter([n.name for n in nodes], state.err) if tty else PlainReporter(verbose=state.verbose > 0)
     engine = make_engine(state, topo, run, reporter, options)
+    if apply:
+        _report_checks(state, ctx, state.plugins.before_provision(topo, options))
     if tty:
         with reporter:
             results = engine.apply(nodes) if apply else engine.plan(nodes)
@@ -174,11 +176,15 @@ def _execute(state: State, ctx: click.Context, apply: bool, file: Path, run: Run
     if bad:
         ctx.exit(1)
     if apply:
-        after = state.plugins.after_provision(topo, results, options)
-        for item in after:
-            state.err.print(("" if item.ok else "error: ") + item.detail, markup=False)
-        if any(not item.ok for item in after):
-            ctx.exit(1)
+        _report_checks(state, ctx, state.plugins.after_provision(topo, results, options))
+
+
+def _report_checks(state: State, ctx: click.Context, checks: list[Any]) -> None:
+    """A plugin's CheckResults around provisioning: every detail on stderr; exit 1 on any failure."""
+    for item in checks:
+        state.err.print(("" if item.ok else "error: ") + item.detail, markup=False)
+    if any(not item.ok for item in checks):
+        ctx.exit(1)
 
 
 def build_cli(plugins: MeshctlPlugins) -> click.Group:

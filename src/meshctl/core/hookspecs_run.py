@@ -192,6 +192,61 @@ def meshctl_registry_credentials(
     """
 
 
+@hookspec(firstresult=True)
+def meshctl_install_bundle(topology: Topology, node_id: str) -> bytes | None:
+    """Download a fresh install bundle for a node from the controller that runs the mesh.
+
+    Return the bundle as AWX serves it (``GET /api/v2/instances/<id>/install_bundle/``:
+    a gzip tar holding the node's certificate and key, the mesh CA and the work
+    public key), or ``None`` when this plugin does not know the node's controller.
+    The ``awx-api`` certificate backend asks this hook when a node needs a
+    certificate; AWX mints a new key on every download, so the backend asks once per
+    certificate it needs. Raise ``MeshctlError`` with what to do when the controller
+    refuses (no such instance, no permission). The built-in ``awx`` plugin answers
+    from the ``awx:`` section of mesh.yml.
+
+    Example::
+
+        from meshctl.plugin import hookimpl
+
+
+        @hookimpl
+        def meshctl_install_bundle(topology, node_id):
+            section = topology.sections.get("my_controller")
+            if section is None:
+                return None
+            return download(section.url, node_id)  # your client
+
+    Since meshctl 0.1.
+    """
+
+
+@hookspec
+def meshctl_before_provision(topology: Topology, options: Mapping[str, Any]) -> Iterable[CheckResult] | None:
+    """Act before ``meshctl provision`` touches any host.
+
+    ``options`` are the values of plugin CLI options. A plugin that registers the
+    nodes with their controller first (as AWX's own flow does: add the instance,
+    then install it) does it here, so a certificate backend can fetch the node's
+    certificate from that controller during the run. Return ``CheckResult(ok,
+    detail)`` items: meshctl prints every detail on stderr, and any that is not ok
+    stops the command (exit 1) before a host is touched. Not called by ``plan``.
+
+    Example::
+
+        from meshctl.plugin import CheckResult, hookimpl
+
+
+        @hookimpl
+        def meshctl_before_provision(topology, options):
+            if not options.get("inventory_url"):
+                return None
+            return [CheckResult(True, f"inventory: {len(topology.managed_nodes)} node(s) announced")]
+
+    Since meshctl 0.1.
+    """
+
+
 @hookspec
 def meshctl_cli_options(register: Callable[[str, click.Option], None]) -> None:
     """Add options to meshctl's own commands: ``register("provision", click.Option([...]))``.

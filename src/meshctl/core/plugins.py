@@ -221,20 +221,36 @@ class MeshctlPlugins:
             impl.function(register=register)
         return opts
 
+    def before_provision(self, topology: Any, options: Any) -> list[Any]:
+        return _flatten(self._each_impl("meshctl_before_provision", "before provisioning", topology=topology,
+                                        options=options))
+
+    def install_bundle(self, topology: Any, node_id: str) -> bytes | None:
+        """The first answer of ``meshctl_install_bundle``, newest registration first (pluggy's order)."""
+        for impl in reversed(self.implementations("meshctl_install_bundle")):
+            got = self._call_impl(impl, "fetching an install bundle", topology=topology, node_id=node_id)
+            if got is not None:
+                if not isinstance(got, bytes):
+                    raise PluginError(f"plugin {impl.plugin_name!r} ({self.distribution_of(impl.plugin_name)}) "
+                                      f"answered meshctl_install_bundle with {type(got).__name__}, not bytes")
+                return got
+        return None
+
     def _each_impl(self, hook: str, doing: str, **kwargs: Any) -> list[Any]:
-        """Every implementation's answer in registration order (built-ins first), each
-        called with the arguments it asks for; an exception other than MeshctlError
-        becomes a PluginError naming the plugin."""
-        out = []
-        for impl in self.implementations(hook):  # pluggy lists them oldest first (and calls them newest first)
-            try:
-                out.append(impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames}))
-            except MeshctlError:
-                raise
-            except Exception as exc:
-                where = f"plugin {impl.plugin_name!r} ({self.distribution_of(impl.plugin_name)})"
-                raise PluginError(f"{where} failed {doing}: {type(exc).__name__}: {exc}") from exc
-        return out
+        """Every implementation's answer in registration order (built-ins first)."""
+        # pluggy lists them oldest first (and calls them newest first)
+        return [self._call_impl(impl, doing, **kwargs) for impl in self.implementations(hook)]
+
+    def _call_impl(self, impl: Any, doing: str, **kwargs: Any) -> Any:
+        """One implementation, called with the arguments it asks for; an exception other
+        than MeshctlError becomes a PluginError naming the plugin."""
+        try:
+            return impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
+        except MeshctlError:
+            raise
+        except Exception as exc:
+            where = f"plugin {impl.plugin_name!r} ({self.distribution_of(impl.plugin_name)})"
+            raise PluginError(f"{where} failed {doing}: {type(exc).__name__}: {exc}") from exc
 
     def after_provision(self, topology: Any, results: list[Any], options: Any) -> list[Any]:
         return _flatten(self._each_impl("meshctl_after_provision", "after provisioning", topology=topology,

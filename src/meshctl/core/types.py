@@ -132,6 +132,9 @@ class BackendContext:
     mesh: str
     state_dir: Path  # where the backend may keep its CA and other state
     base_dir: Path  # relative option paths resolve here (the topology file's directory)
+    #: The mesh, for a backend that reads other sections of mesh.yml or asks other
+    #: plugins (``topology.plugins``); None where a backend is built without one (tests).
+    topology: Any = None
 
     def path(self, value: str) -> Path:
         p = Path(os.path.expanduser(value))

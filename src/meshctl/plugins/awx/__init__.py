@@ -41,8 +41,8 @@ def meshctl_cli_options(register):
     import click
 
     register("provision", click.Option(["--awx"], is_flag=True,
-                                       help="Then register the mesh in AWX (awx sync) and wait for AWX's "
-                                            "health check of every execution node (awx health)."))
+                                       help="Register the mesh in AWX first (awx sync), then provision, then "
+                                            "wait for AWX's health check of every execution node (awx health)."))
     register("status", click.Option(["--awx"], is_flag=True,
                                     help="Show AWX's record of each node beside meshctl's (node_state, capacity, "
                                          "version, errors) and where the two disagree."))
@@ -54,13 +54,32 @@ def meshctl_cli_options(register):
 
 
 @hookimpl
-def meshctl_after_provision(topology, results, options):
-    """``provision --awx``: the hosts are in place; now AWX's side, then its verdict."""
+def meshctl_before_provision(topology, options):
+    """``provision --awx`` registers the nodes first, as AWX's own flow does."""
     if not options.get("awx"):
         return None
-    from meshctl.plugins.awx.commands import after_provision
+    from meshctl.plugins.awx.provision import before_provision
+
+    return before_provision(topology)
+
+
+@hookimpl
+def meshctl_after_provision(topology, results, options):
+    """``provision --awx``: the hosts are in place; now AWX's verdict."""
+    if not options.get("awx"):
+        return None
+    from meshctl.plugins.awx.provision import after_provision
 
     return after_provision(topology)
+
+
+@hookimpl
+def meshctl_install_bundle(topology, node_id):
+    if topology.sections.get("awx") is None:
+        return None
+    from meshctl.plugins.awx.provision import install_bundle
+
+    return install_bundle(topology, node_id)
 
 
 @hookimpl

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import urllib.parse
 from typing import Any
 
-from meshctl.plugin import MeshctlError
+from meshctl.plugin import MeshctlError, UsageError, read_secret, resolve_path
+from meshctl.plugins.awx.model import AwxSection
 
 #: Pages followed at most for one list: AWX pages by 25; a mesh is far smaller.
 MAX_PAGES = 200
@@ -117,3 +119,27 @@ class AwxClient:
 
     def ping(self) -> dict[str, Any]:
         return self.request("GET", "ping/", auth=False)
+
+
+#: Peers are receptor-address ids since AWX 23.8; 23.0-23.7 took hostnames, older had none.
+SUPPORTED = (23, 8)
+
+
+def client_for(topology: Any) -> AwxClient:
+    """A client for the ``awx:`` section's AWX, its version checked against ``SUPPORTED``."""
+    awx: AwxSection | None = topology.sections.get("awx")
+    if awx is None:
+        raise UsageError(f"{topology.file}: no awx: section (url and credentials of the AWX to sync)")
+    token = read_secret(topology, "awx", "token", env=awx.token_env, file=awx.token_file,
+                        command=awx.token_command, value=awx.token)
+    password = read_secret(topology, "awx", "password", env=awx.password_env, file=awx.password_file,
+                           command=awx.password_command, value=awx.password)
+    ca = str(resolve_path(topology, awx.ca_file)) if awx.ca_file else None
+    client = AwxClient(awx.url, awx.api_path, token=token, username=awx.username if token is None else None,
+                       password=password, ca_file=ca, verify=awx.verify, timeout=awx.timeout)
+    version = str(client.ping().get("version", ""))
+    m = re.match(r"(\d+)\.(\d+)", version)
+    if m is None or (int(m.group(1)), int(m.group(2))) < SUPPORTED:
+        raise MeshctlError(f"AWX {version or '(no version)'} at {awx.url}: meshctl supports AWX 23.8 and later "
+                           "(earlier AWX took hostnames as peers, before 23.0 it had no peers)")
+    return client

@@ -2,61 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import click
 
 from meshctl.plugin import (
-    CheckResult,
     CommandRun,
-    MeshctlError,
     UsageError,
     mesh_command,
     print_json,
-    read_secret,
-    resolve_path,
 )
-from meshctl.plugins.awx.client import AwxClient
+from meshctl.plugins.awx.client import client_for
 from meshctl.plugins.awx.lifecycle import deprovision, health_check
-from meshctl.plugins.awx.model import AwxSection
 from meshctl.plugins.awx.plan import wanted
 from meshctl.plugins.awx.sync import survey, sync
-
-#: Peers are receptor-address ids since AWX 23.8; 23.0-23.7 took hostnames, older had none.
-SUPPORTED = (23, 8)
-
-
-def client_for(topology: Any) -> AwxClient:
-    awx: AwxSection | None = topology.sections.get("awx")
-    if awx is None:
-        raise UsageError(f"{topology.file}: no awx: section (url and credentials of the AWX to sync)")
-    token = read_secret(topology, "awx", "token", env=awx.token_env, file=awx.token_file,
-                        command=awx.token_command, value=awx.token)
-    password = read_secret(topology, "awx", "password", env=awx.password_env, file=awx.password_file,
-                           command=awx.password_command, value=awx.password)
-    ca = str(resolve_path(topology, awx.ca_file)) if awx.ca_file else None
-    client = AwxClient(awx.url, awx.api_path, token=token, username=awx.username if token is None else None,
-                       password=password, ca_file=ca, verify=awx.verify, timeout=awx.timeout)
-    version = str(client.ping().get("version", ""))
-    m = re.match(r"(\d+)\.(\d+)", version)
-    if m is None or (int(m.group(1)), int(m.group(2))) < SUPPORTED:
-        raise MeshctlError(f"AWX {version or '(no version)'} at {awx.url}: meshctl supports AWX 23.8 and later "
-                           "(earlier AWX took hostnames as peers, before 23.0 it had no peers)")
-    return client
-
-
-def after_provision(topology: Any) -> list[CheckResult]:
-    """``provision --awx``: the hosts are in place; now AWX's side, then its verdict."""
-    client = client_for(topology)
-    found = survey(client, topology)
-    done = sync(client, topology, found)
-    out = [CheckResult(True, f"awx: {len(done)} change(s) made" if done else "awx: already in sync")]
-    out += [CheckResult(False, p) for p in found.problems(topology)]
-    hosts = [w.hostname for w in found.wants if w.node_type == "execution" and w.hostname not in found.refused_hosts()]
-    for h in health_check(client, hosts, topology.sections["awx"].health_check_timeout) if hosts else []:
-        out.append(CheckResult(h.ready, f"awx: {h.summary()}"))
-    return out
 
 
 def _report(cmd: CommandRun, title: str, key: str, steps_: list, problems: list[str], summary: str) -> None:

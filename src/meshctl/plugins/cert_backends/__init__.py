@@ -30,6 +30,7 @@ from meshctl.plugin import (
 )
 from meshctl.plugin import receptor as R
 from meshctl.plugins.cert_backends import settings as S
+from meshctl.plugins.cert_backends.awx_api import AwxApi, AwxApiOptions
 from meshctl.plugins.cert_backends.backends import (
     AwxBundle,
     AwxBundleOptions,
@@ -53,6 +54,8 @@ def meshctl_register_cert_backends(register):
     register(CertBackend("file", FileBackend, FileOptions, "your own CA certificate and key (e.g. AWX's)"))
     register(CertBackend("awx-bundle", AwxBundle, AwxBundleOptions,
                          "the node certificate and key from an AWX install bundle"))
+    register(CertBackend("awx-api", AwxApi, AwxApiOptions,
+                         "each node's certificate and key from AWX's API (its install_bundle endpoint)"))
 
 
 @hookimpl
@@ -95,7 +98,7 @@ def backend_for(plugins: Any, topo: Any, node: Any) -> Any:
         if key not in cache:
             reg = plugins.cert_backends()[eff.backend]
             options = reg.options_model.model_validate(eff.options) if reg.options_model else eff.options
-            ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo))
+            ctx = BackendContext(topo.mesh, S.state_dir(topo), S.base_dir(topo), topology=topo)
             plugin = plugins.owner("meshctl_register_cert_backends", eff.backend)
             made = call("its factory", eff.backend, plugin, reg.factory, options, ctx)
             cache[key] = CheckedBackend(made, eff.backend, plugin)
@@ -125,6 +128,12 @@ def meshctl_validate_topology(topology, report):
             report(path, f"unknown certificate backend {eff.backend!r}; available: {', '.join(sorted(registered))}")
             continue
         reg = registered[eff.backend]
+        if reg.factory is AwxApi:
+            others = [a for a in S.node_addresses(node) if a != node.name]
+            if others:
+                report(("nodes", node.index, "address"), f"node {node.name!r}: AWX's certificates (backend awx-api) "
+                       f"name only its hostname {node.name!r}, not {', '.join(others)}: set address: {node.name} "
+                       "(AWX dials a node by its hostname) or use another certificate backend")
         opts_path = (("nodes", node.index, "certificates", "options") if own is not None and own.options is not None
                      else ("certificates", "options"))
         if reg.options_model is not None:
@@ -141,7 +150,7 @@ def meshctl_validate_topology(topology, report):
         if str(sig) in checked:
             continue
         checked.add(str(sig))
-        ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology))
+        ctx = BackendContext(topology.mesh, S.state_dir(topology), S.base_dir(topology), topology=topology)
         owner = plugins.owner("meshctl_register_cert_backends", eff.backend) if plugins else "?"
         try:
             backend = call("its factory", eff.backend, owner, reg.factory, options, ctx)
@@ -338,9 +347,10 @@ def work_key_for(plugins: Any, topo: Any, node: Any, backend: Any = None) -> byt
     if not topo.role_of(node).runs_work:
         return None
     if topo.sections.get("work_signing") is None:
-        backend = unwrap(backend or backend_for(plugins, topo, node))
-        if isinstance(backend, AwxBundle):
-            return backend.bundle.work_public_key_pem
+        # AWX's backends carry the key AWX signs work with.
+        theirs = getattr(unwrap(backend or backend_for(plugins, topo, node)), "work_public_key_pem", None)
+        if theirs is not None:
+            return theirs
     return work_public_key(topo)
 
 
@@ -377,7 +387,9 @@ def meshctl_node_operations(ctx: NodeContext):
         File(path=R.CA_FILE, content=trust, mode="0640", owner=rs.user, group=rs.group,
              notify=[SERVICE, RELABEL], category="certificates"),
         NodeCertificate(
-            node_id=node.name, addresses=S.node_addresses(node), key_type=eff.key_type, days=eff.validity_days,
+            node_id=node.name, addresses=S.node_addresses(node), days=eff.validity_days,
+            # A backend that makes one kind of key (AWX: RSA 2048) is planned against it.
+            key_type=getattr(unwrap(backend), "key_type", None) or eff.key_type,
             renew_within=eff.renew_within_days if renew is None else int(renew),
             key_location=key_location(backend, eff), backend=backend, trust_pem=trust,
             cert_path=R.node_cert(node.name), key_path=R.node_key(node.name), owner=rs.user, group=rs.group,

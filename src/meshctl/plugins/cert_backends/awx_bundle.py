@@ -84,14 +84,18 @@ def _bundle_error(path: Path, message: str) -> ValueError:
     return ValueError(f"{shown(path.name)}: {message}")
 
 
-def _bundle_files(path: Path) -> dict[str, bytes]:
-    """Regular files of the tarball by normalised name, read in memory with every bound
-    checked; nothing is extracted to disk."""
-    try:
-        # The safe reader: a FIFO reports size 0 and would then block a plain read.
-        raw = read_bytes(path, "install bundle", MAX_BUNDLE_BYTES)
-    except UsageError as exc:
-        raise _bundle_error(path, str(exc).removeprefix(shown(path) + ": ")) from None
+def _bundle_files(path: Path, raw: bytes | None = None) -> dict[str, bytes]:
+    """Regular files of the tarball (the file at ``path``, or ``raw`` downloaded under
+    that name) by normalised name, read in memory with every bound checked; nothing is
+    extracted to disk."""
+    if raw is None:
+        try:
+            # The safe reader: a FIFO reports size 0 and would then block a plain read.
+            raw = read_bytes(path, "install bundle", MAX_BUNDLE_BYTES)
+        except UsageError as exc:
+            raise _bundle_error(path, str(exc).removeprefix(shown(path) + ": ")) from None
+    elif len(raw) > MAX_BUNDLE_BYTES:
+        raise _bundle_error(path, f"more than {MAX_BUNDLE_BYTES} bytes")
     if raw[:2] == b"\x1f\x8b":
         try:
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as gz:
@@ -187,12 +191,14 @@ def awx_bundle_cert_problems(cert_pem: bytes, ca_pem: bytes, ca_member: str,
     return out
 
 
-def read_awx_bundle(path: str | os.PathLike[str], now: dt.datetime | None = None) -> AwxBundle:
-    """Read an AWX install bundle safely (both layouts). ValueError naming the bundle and
+def read_awx_bundle(path: str | os.PathLike[str], now: dt.datetime | None = None,
+                    data: bytes | None = None) -> AwxBundle:
+    """Read an AWX install bundle safely (both layouts): the file at ``path``, or
+    ``data`` (a download, named ``path`` in messages). ValueError naming the bundle and
     the member for anything broken, missing, unsafe or oversized, and for a certificate
     receptor would refuse (see :func:`awx_bundle_cert_problems`; ``now`` for its validity)."""
     path = Path(path)
-    root, files = _strip_root(_bundle_files(path))
+    root, files = _strip_root(_bundle_files(path, data))
     prefix = f"{root}/" if root else ""
 
     def need(member: str) -> bytes:

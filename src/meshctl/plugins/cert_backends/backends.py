@@ -5,6 +5,7 @@ implement is :class:`meshctl.core.types.CertificateBackend` (also exported by
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import threading
@@ -32,7 +33,9 @@ class CertError(MeshctlError):
     pass
 
 
+@functools.lru_cache(maxsize=64)
 def _pem(cert: Any) -> bytes:
+    # Cached: trust_bundle() is asked once per node, of the same CA certificate.
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -280,6 +283,11 @@ class AwxBundle:
         if b.node_id != node_id:
             raise CertError(f"{self.path} holds the certificate of node {b.node_id!r}, not {node_id!r}")
         return b.key_pem, b.cert_pem
+
+    @property
+    def work_public_key_pem(self) -> bytes | None:
+        """AWX's work public key, from the bundle (None in a hop node's)."""
+        return self.bundle.work_public_key_pem
 
     @property
     def fixed(self) -> bool:
