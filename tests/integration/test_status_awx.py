@@ -28,7 +28,7 @@ def awx_mesh(minilab, tmp_path_factory):
                                      'deprovision_timeout: 2}\n')
         path = minilab.write_mesh(tmp_path_factory.mktemp("awx") / "mesh.yml", text)
         env = {"ITEST_AWX_PASSWORD": PASSWORD}
-        minilab.meshctl("provision", "-f", str(path), "--known-hosts", str(minilab.known_hosts))
+        minilab.meshctl("provision", "-f", str(path), "--known-hosts", str(minilab.known_hosts), env=env)
         minilab.meshctl("awx", "sync", "-f", str(path), env=env)
         for host in EXECUTION:
             awx.run_health_check(host, outcome="ready", version="ansible-runner-2.4.0")
@@ -92,4 +92,5 @@ def test_remove_awx_cleans_the_host_once_awx_let_go(minilab, awx_mesh):
     assert "hidden02 deprovisioned and removed from AWX" in r.stderr
     assert minilab.exec("hidden2", "test", "-f", R.CONF_FILE, check=False).returncode != 0
     # Put it back for the other tests of the session.
-    minilab.meshctl("provision", "-f", str(path), "--known-hosts", str(minilab.known_hosts), "--limit", "hidden02")
+    minilab.meshctl("provision", "-f", str(path), "--known-hosts", str(minilab.known_hosts), "--limit", "hidden02",
+                    env=env)
