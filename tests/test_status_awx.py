@@ -311,6 +311,14 @@ def test_remove_without_awx_asks_awx_nothing(awx, tmp_path, hosts):
     assert awx.calls == [] and [c[0] for c in calls] == ["plan", "apply"]
 
 
+@needs_recordings
+def test_awx_timeout_without_awx_is_refused_before_any_host(awx, tmp_path, hosts):
+    calls, _ = hosts
+    r = meshctl(tmp_path, mesh(awx.url), "remove", "exec02.example.com", "--awx-timeout", "5", "--yes")
+    assert r.exit_code == 1 and "--awx-timeout is for --awx" in r.stderr
+    assert awx.calls == [] and [c[0] for c in calls] == ["plan"]  # previewed, never applied
+
+
 def test_remove_awx_when_awx_cannot_be_reached(tmp_path, monkeypatch, hosts):
     calls, _ = hosts
     monkeypatch.setenv("AWX_PASSWORD", PASSWORD)

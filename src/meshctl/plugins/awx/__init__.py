@@ -5,7 +5,13 @@ never touched)."""
 
 from __future__ import annotations
 
-from meshctl.plugin import TopologySection, hookimpl, report_secret_sources, resolve_path
+from meshctl.plugin import (
+    CheckResult,
+    TopologySection,
+    hookimpl,
+    report_secret_sources,
+    resolve_path,
+)
 from meshctl.plugins.awx.model import AwxNode, AwxSection
 
 
@@ -87,7 +93,7 @@ def meshctl_status_view(topology, nodes, rows, options):
     """``status --awx``: AWX's record of each node beside meshctl's."""
     if not options.get("awx"):
         return None
-    from meshctl.plugins.awx.commands import client_for
+    from meshctl.plugins.awx.client import client_for
     from meshctl.plugins.awx.status import status_view
     from meshctl.plugins.awx.sync import survey
 
@@ -98,6 +104,8 @@ def meshctl_status_view(topology, nodes, rows, options):
 def meshctl_before_remove(topology, nodes, options):
     """``remove --awx``: AWX lets go of the nodes before their hosts are cleaned."""
     if not options.get("awx"):
+        if options.get("awx_timeout") is not None:  # a wait asked for, for a step not asked for
+            return [CheckResult(False, "--awx-timeout is for --awx: add --awx, or leave the timeout out")]
         return None
     from meshctl.plugins.awx.remove import before_remove
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from meshctl.plugin import CheckResult
-from meshctl.plugins.awx import commands
+from meshctl.plugins.awx.client import client_for
 from meshctl.plugins.awx.lifecycle import deprovision
 
 
@@ -13,7 +13,7 @@ def before_remove(topology: Any, nodes: list[Any], timeout: float | None) -> lis
     """Deprovision each node in AWX and wait (bounded) until AWX has deleted it. A node
     AWX still lists is not ok: its host must stay as it is while AWX may run jobs there.
     A node AWX does not list is ok (removed already, or never registered)."""
-    client = commands.client_for(topology)
+    client = client_for(topology)
     wait = timeout or topology.sections["awx"].deprovision_timeout
     out = []
     for node in nodes:
