@@ -1,4 +1,4 @@
-"""The ``awx`` commands and ``provision --awx``: what they ask AWX and print."""
+"""The ``awx`` commands: what they ask AWX and print."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from meshctl.plugin import (
 from meshctl.plugins.awx.client import client_for
 from meshctl.plugins.awx.lifecycle import deprovision, health_check
 from meshctl.plugins.awx.plan import wanted
-from meshctl.plugins.awx.sync import survey, sync
+from meshctl.plugins.awx.sync import survey, sync, sync_summary
 
 
 def _report(cmd: CommandRun, title: str, key: str, steps_: list, problems: list[str], summary: str) -> None:
@@ -56,7 +56,7 @@ def register(cli: Any) -> None:
         found = survey(client, cmd.topology)
         done = sync(client, cmd.topology, found)
         _report(cmd, "awx sync", "done", done, found.problems(cmd.topology),
-                f"awx: {len(done)} change(s) made" if done else "awx: already in sync")
+                sync_summary(done))
 
     @mesh_command(awx, "health", reaches_nodes=False)
     @click.option("--timeout", type=click.FloatRange(1, 3600), default=None,

@@ -9,7 +9,7 @@ from typing import Any
 from meshctl.plugin import CheckResult, MeshctlError
 from meshctl.plugins.awx.client import client_for
 from meshctl.plugins.awx.lifecycle import health_check
-from meshctl.plugins.awx.sync import survey, sync
+from meshctl.plugins.awx.sync import survey, sync, sync_summary
 
 
 def before_provision(topology: Any) -> list[CheckResult]:
@@ -19,8 +19,7 @@ def before_provision(topology: Any) -> list[CheckResult]:
     client = client_for(topology)
     found = survey(client, topology)
     done = sync(client, topology, found)
-    out = [CheckResult(True, f"awx: {len(done)} change(s) made" if done else "awx: already in sync")]
-    return out + [CheckResult(False, p) for p in found.problems(topology)]
+    return [CheckResult(True, sync_summary(done)), *(CheckResult(False, p) for p in found.problems(topology))]
 
 
 def after_provision(topology: Any) -> list[CheckResult]:

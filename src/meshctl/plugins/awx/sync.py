@@ -111,3 +111,8 @@ def sync(client: AwxClient, topology: Topology, found: Survey) -> list[Step]:
         if left:
             raise MeshctlError("AWX accepted but did not keep: " + "; ".join(str(s) for s in left))
     return found.todo
+
+
+def sync_summary(done: list[Step]) -> str:
+    """The line awx sync (and provision --awx) ends with."""
+    return f"awx: {len(done)} change(s) made" if done else "awx: already in sync"

@@ -31,6 +31,7 @@ class AwxApi:
         self.ctx = ctx
         self.dir: Path = ctx.state_dir / "awx-api"
         self._bundles: dict[str, AB.AwxBundle] = {}  # this run's downloads, by node id
+        self._read: dict[str, bytes] = {}  # kept files, read once per run (asked once per node)
         self._lock = threading.Lock()
 
     # -- the protocol ----------------------------------------------------------------
@@ -58,13 +59,17 @@ class AwxApi:
 
     # -- downloads -----------------------------------------------------------------
     def _kept(self, name: str, runs_work: bool) -> bytes:
+        if name in self._read:
+            return self._read[name]
         path = self.dir / name
         if not path.exists():
             self._download(self._some_node(runs_work))
         try:
-            return read_bytes(path, f"AWX's {name} (kept by the awx-api backend)", AB.MAX_MEMBER_BYTES)
+            data = read_bytes(path, f"AWX's {name} (kept by the awx-api backend)", AB.MAX_MEMBER_BYTES)
         except MeshctlError as exc:
             raise CertError(str(exc)) from None
+        self._read[name] = data
+        return data
 
     def _some_node(self, runs_work: bool) -> str:
         topo = self.ctx.topology
